@@ -1,0 +1,95 @@
+"""Validated configuration (pydantic): engine, unlearning run, evaluation and benchmark sections.
+
+Every model forbids unknown keys, so a misspelled key or an out-of-range value fails with the path
+of the field in the message (see `load_yaml`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from faceforget.data.augment import AugmentConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineConfig(_Strict):
+    """The training loop's knobs, shared by every method (same budget and layers for a fair comparison)."""
+
+    steps: int = Field(300, ge=1, description="optimiser steps")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-4, gt=0, le=1.0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / Adam beta1")
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0, description="max global grad norm; null disables")
+    trainable: str = Field("last:4", description="'all', 'embedding' (last block) or 'last:N' blocks")
+    sampler: Literal["balanced", "uniform", "union"] = Field(
+        "balanced", description="balanced: m views of every forget identity per batch; uniform: "
+        "independent uniform forget and retain draws; union: one uniform draw over both sets")
+    forget_identities_per_batch: int | None = Field(None, ge=1, description="P; null = all forget ids")
+    forget_per_identity: int = Field(8, ge=1, description="m views per forget identity (balanced)")
+    forget_batch: int = Field(64, ge=1, description="forget views per batch (uniform / union)")
+    retain_batch: int = Field(256, ge=0, description="retain views per batch")
+    forget_views: int = Field(16, ge=1, description="cached views per forget image (1 = clean only)")
+    retain_views: int = Field(2, ge=1, description="cached views per retain image (1 = clean only)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    seed: int = 0
+    checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = off")
+    batch_size_embed: int = Field(64, ge=1, description="batch size when building the view cache")
+
+
+class EvalConfig(_Strict):
+    """Retrieval evaluation settings."""
+
+    ks: tuple[int, ...] = (1, 5, 10)
+    fars: tuple[float, ...] = (1e-3, 1e-4)
+    batch_size: int = Field(64, ge=1)
+    chunk_size: int = Field(512, ge=1)
+    knn: Literal["torch", "faiss"] = "torch"
+
+
+class UnlearnConfig(_Strict):
+    """One unlearning run: method name, its params (validated by the method) and the engine."""
+
+    method: str = "dispersion"
+    params: dict = Field(default_factory=dict)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the dotted field path."""
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {path}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def validate_config(model: type[M], data: dict, source: str = "config") -> M:
+    """Validate a dict, raising ValueError whose message names every bad field path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(format_validation_error(exc, source)) from None
+
+
+def load_yaml(path: str | Path, model: type[M]) -> M:
+    """Read a YAML file and validate it as `model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return validate_config(model, data, str(path))

@@ -1,0 +1,71 @@
+"""Batched, no-grad embedding of image records, optionally keeping the frozen prefix's activations.
+
+Keeping the activations at block `capture_at` lets a fine-tuned model whose earlier blocks are
+unchanged be re-evaluated by running only its suffix (`embed_from_prefix`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from faceforget.data.images import load_image
+from faceforget.data.records import FaceRecord
+from faceforget.models.spec import FaceModel
+from faceforget.progress import progress_bar
+
+
+@dataclass
+class Embedded:
+    """Raw embeddings (float32, unnormalised) and, if asked for, the prefix activations."""
+
+    embeddings: np.ndarray
+    prefix: torch.Tensor | None = None
+    capture_at: int = 0
+
+
+def load_pixels(records: Sequence[FaceRecord], data_root: str | Path, distractor_root: str | Path | None,
+                size: tuple[int, int]) -> torch.Tensor:
+    """uint8 NHWC tensor of the records' images at `size` (errors name the bad file)."""
+    arrays = [load_image(r.resolve(data_root, distractor_root), size) for r in records]
+    if not arrays:
+        return torch.empty((0, *size, 3), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays))
+
+
+@torch.no_grad()
+def embed_records(
+    model: FaceModel, records: Sequence[FaceRecord], data_root: str | Path,
+    distractor_root: str | Path | None = None, *, batch_size: int = 64, capture_at: int = 0,
+    progress: bool = True, description: str = "embedding",
+) -> Embedded:
+    """Embed every record's image with `model` in eval mode, streaming images batch by batch."""
+    model.eval()
+    size = model.preprocess.input_size
+    outs, prefixes = [], []
+    with progress_bar(description, len(records), progress) as bar:
+        for lo in range(0, len(records), batch_size):
+            chunk = records[lo:lo + batch_size]
+            x = load_pixels(chunk, data_root, distractor_root, size).permute(0, 3, 1, 2).float()
+            if capture_at:
+                h = model.forward_prefix(x, capture_at)
+                prefixes.append(h)
+                outs.append(model.forward_from(h, capture_at))
+            else:
+                outs.append(model(x))
+            bar.advance(len(chunk))
+    dim = model.preprocess.embedding_dim
+    emb = torch.cat(outs).numpy().astype(np.float32) if outs else np.zeros((0, dim), np.float32)
+    prefix = torch.cat(prefixes) if prefixes else None
+    return Embedded(emb, prefix, capture_at)
+
+
+@torch.no_grad()
+def embed_from_prefix(model: FaceModel, prefix: torch.Tensor, start: int, batch_size: int = 256) -> np.ndarray:
+    """Run blocks[start:] of `model` over stored prefix activations (its blocks[:start] must be unchanged)."""
+    model.eval()
+    outs = [model.forward_from(prefix[lo:lo + batch_size], start) for lo in range(0, prefix.shape[0], batch_size)]
+    return torch.cat(outs).numpy().astype(np.float32)

@@ -1,0 +1,118 @@
+"""The method plug-in contract: a method turns a batch into named loss terms; the engine does the rest."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from faceforget.models.spec import FaceModel
+
+LossTerms = dict[str, torch.Tensor]
+
+
+class MethodParams(BaseModel):
+    """Base of every method's knobs: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ViewBank:
+    """Every view (clean + augmented copies) of one stream's images, ready for the trainable suffix.
+
+    `inputs` are prefix activations (or float pixels when the whole net trains); `original` holds the
+    frozen original model's L2-normalised embedding of each view; `image` maps a view to its image.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    original: torch.Tensor
+    image: torch.Tensor
+    views_per_image: int
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def take(self, idx: torch.Tensor) -> "Part":
+        """The rows `idx` as a batch part."""
+        return Part(self.inputs[idx].float(), self.labels[idx], self.original[idx], self.image[idx])
+
+    def clean(self) -> torch.Tensor:
+        """Indices of the un-augmented view of every image."""
+        return torch.arange(0, len(self), self.views_per_image)
+
+
+@dataclass
+class Part:
+    """One stream's share of a batch."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    original: torch.Tensor
+    image: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+@dataclass
+class Batch:
+    """What a method sees at one step: a forget part, a retain part (either may be None) and the step."""
+
+    forget: Part | None
+    retain: Part | None
+    step: int
+
+
+@dataclass
+class MethodContext:
+    """Everything a method may read: models, banks, labels; and what it may add (heads, masks, params)."""
+
+    model: FaceModel
+    original: FaceModel
+    start: int
+    forget: ViewBank
+    retain: ViewBank
+    identity_names: list[str]
+    forget_label_ids: list[int]
+    total_steps: int
+    forget_pixels: torch.Tensor  # uint8 NHWC clean forget images (for pixel-space attacks)
+    seed: int = 0
+    extra_params: list[nn.Parameter] = field(default_factory=list)
+    param_mask: dict[str, torch.Tensor] | None = None
+    state: dict[str, object] = field(default_factory=dict)
+
+    def embed(self, part: Part) -> torch.Tensor:
+        """The trainable model's L2-normalised embeddings of a batch part (with gradients)."""
+        return F.normalize(self.model.forward_from(part.inputs, self.start), dim=1)
+
+    @property
+    def n_identities(self) -> int:
+        """Number of training identities (forget + retain)."""
+        return len(self.identity_names)
+
+
+class UnlearningMethod(ABC):
+    """Base of all methods: `loss` is required; `setup` and `streams` are optional hooks."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(self, params: MethodParams | dict | None = None) -> None:
+        self.params = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})
+
+    def setup(self, ctx: MethodContext) -> None:
+        """Precompute what the losses need (heads, teacher outputs, masks); default: nothing."""
+
+    def streams(self, step: int, ctx: MethodContext) -> tuple[bool, bool]:
+        """Which parts (forget, retain) the batch at `step` carries; default both."""
+        return True, True
+
+    @abstractmethod
+    def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:
+        """Named, already weighted scalar loss terms; the engine sums and minimises them."""

@@ -1,0 +1,79 @@
+"""Dispersion (ours): scatter the forget identities' embeddings over the hypersphere, keep the rest.
+
+Face identity unlearning for retrieval via embedding dispersion, Zakharov, arXiv 2512.13317 (2025).
+The paper's equations are not public; this is faceforget's formulation (DESIGN.md, "Methods"):
+  L = a * L_unif(forget) + b * L_hard(forget) + e * L_centroid(forget)
+      + c * L_keep(retain) + d * L_rel(retain)
+- L_unif: uniformity (Wang & Isola, arXiv 2005.10242) over the forget views, so every forget
+  embedding, including two augmented views of one photo, moves away from every other;
+- L_hard: each forget view's nearest same-identity view must be less similar than its nearest
+  other-identity embedding by a margin (this is what breaks R@1);
+- L_centroid: forget views move off their identity's original centroid (where a gallery looks);
+- L_keep / L_rel: retain embeddings stay where the frozen original model put them, pointwise and in
+  their pairwise cosine geometry.
+Defaults were chosen on seed 0 of the LFW protocol (benchmarks/RESULTS.md, ablation table).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from faceforget.unlearn.losses import (
+    centroid_repulsion_loss,
+    hard_margin_loss,
+    keep_loss,
+    relational_loss,
+    uniformity_loss,
+)
+from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, UnlearningMethod
+
+
+class DispersionParams(MethodParams):
+    """Weights and shapes of the dispersion objective."""
+
+    a: float = Field(1.0, ge=0, description="weight of the uniformity term on forget embeddings")
+    b: float = Field(1.0, ge=0, description="weight of the hard-margin term on forget embeddings")
+    c: float = Field(20.0, ge=0, description="weight of the keep term (1 - cos to original) on retain")
+    d: float = Field(0.0, ge=0, description="weight of the relational keep term on retain")
+    e: float = Field(0.0, ge=0, description="weight of the centroid repulsion on forget embeddings")
+    t: float = Field(2.0, gt=0, description="uniformity temperature")
+    margin: float = Field(0.1, ge=0, le=2, description="hard-term margin in cosine")
+    beta: float = Field(20.0, gt=0, description="sharpness of the smooth hinge")
+    retain_negatives: bool = Field(True, description="retain embeddings count as hard-term negatives")
+
+
+class Dispersion(UnlearningMethod):
+    """Uniformity + hard margin on forget embeddings, keep on retain embeddings."""
+
+    name = "dispersion"
+    Params = DispersionParams
+
+    def setup(self, ctx: MethodContext) -> None:
+        """Frozen, normalised centroid of each forget identity from the original clean views."""
+        clean = ctx.forget.clean()
+        labels, emb = ctx.forget.labels[clean], ctx.forget.original[clean]
+        centroids = torch.zeros(ctx.n_identities, emb.shape[1])
+        centroids.index_add_(0, labels, emb)
+        ctx.state["centroids"] = F.normalize(centroids, dim=1)
+
+    def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:
+        """The weighted terms of the dispersion objective for one batch."""
+        p = self.params
+        terms: LossTerms = {}
+        z_r = ctx.embed(batch.retain) if batch.retain is not None else None
+        if batch.forget is not None:
+            z_f = ctx.embed(batch.forget)
+            negatives = z_r.detach() if (p.retain_negatives and z_r is not None) else None
+            if p.a:
+                terms["unif"] = p.a * uniformity_loss(z_f, p.t)
+            if p.b:
+                terms["hard"] = p.b * hard_margin_loss(z_f, batch.forget.labels, p.margin, p.beta, negatives)
+            if p.e:
+                terms["centroid"] = p.e * centroid_repulsion_loss(z_f, batch.forget.labels, ctx.state["centroids"])
+        if z_r is not None:
+            if p.c:
+                terms["keep"] = p.c * keep_loss(z_r, batch.retain.original)
+            if p.d:
+                terms["rel"] = p.d * relational_loss(z_r, batch.retain.original)
+        return terms

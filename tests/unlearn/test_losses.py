@@ -1,0 +1,117 @@
+"""Loss tests: literal-loop references on 2-D points at chosen angles, degenerate batches, finite grads."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from faceforget.unlearn import losses
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def angle_to_coord(angles_deg, dtype=torch.float64):
+    a = torch.tensor(angles_deg, dtype=dtype) * math.pi / 180
+    return torch.stack([torch.cos(a), torch.sin(a)], 1)
+
+
+def ref_uniformity(z, t):
+    vals = [math.exp(-t * float(((z[i] - z[j]) ** 2).sum())) for i in range(len(z)) for j in range(len(z)) if i != j]
+    return math.log(sum(vals) / len(vals))
+
+
+def ref_hard(z, labels, margin, beta, negatives=None):
+    out = []
+    for i in range(len(z)):
+        pos = [float(z[i] @ z[j]) for j in range(len(z)) if j != i and labels[j] == labels[i]]
+        neg = [float(z[i] @ z[j]) for j in range(len(z)) if labels[j] != labels[i]]
+        if negatives is not None:
+            neg += [float(z[i] @ n) for n in negatives]
+        if pos and neg:
+            x = beta * (max(pos) - max(neg) + margin)
+            out.append(math.log1p(math.exp(x)) / beta)
+    return sum(out) / len(out) if out else 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uniformity_matches_loop(dtype):
+    z = angle_to_coord([0, 10, 95, 180, 270], dtype)
+    for t in (0.5, 2.0):
+        assert float(losses.uniformity_loss(z, t)) == pytest.approx(ref_uniformity(z, t), abs=TOL[dtype])
+
+
+def test_uniformity_lower_when_spread():
+    tight = angle_to_coord([0, 5, 10, 15])
+    spread = angle_to_coord([0, 90, 180, 270])
+    assert losses.uniformity_loss(spread, 2.0) < losses.uniformity_loss(tight, 2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hard_margin_matches_loop(dtype):
+    z = angle_to_coord([0, 20, 40, 100, 130, 250], dtype)
+    labels = torch.tensor([0, 0, 1, 1, 2, 0])
+    neg = angle_to_coord([10, 200], dtype)
+    for negatives in (None, neg):
+        got = losses.hard_margin_loss(z, labels, 0.1, 20.0, negatives)
+        assert float(got) == pytest.approx(ref_hard(z, labels, 0.1, 20.0, negatives), abs=TOL[dtype])
+
+
+def test_degenerate_batches_are_zero_with_finite_grads():
+    z = angle_to_coord([0, 30, 60]).requires_grad_(True)
+    one_id = torch.zeros(3, dtype=torch.long)
+    singletons = torch.arange(3)
+    for value in (losses.hard_margin_loss(z, one_id), losses.hard_margin_loss(z, singletons),
+                  losses.uniformity_loss(z[:1]), losses.keep_loss(z[:0], z[:0]), losses.relational_loss(z[:1], z[:1])):
+        assert float(value.detach()) == 0.0
+        value.backward(retain_graph=True)
+    assert torch.isfinite(z.grad).all()
+
+
+def test_keep_and_relational_match_loop():
+    z = angle_to_coord([0, 45, 90])
+    z0 = angle_to_coord([10, 45, 180])
+    ref_keep = sum(1 - float(z[i] @ z0[i]) for i in range(3)) / 3
+    ref_rel = sum((float(z[i] @ z[j]) - float(z0[i] @ z0[j])) ** 2 for i in range(3) for j in range(3)) / 9
+    assert float(losses.keep_loss(z, z0)) == pytest.approx(ref_keep, abs=1e-10)
+    assert float(losses.relational_loss(z, z0)) == pytest.approx(ref_rel, abs=1e-10)
+    assert float(losses.keep_loss(z0, z0)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_centroid_repulsion_matches_loop():
+    z = angle_to_coord([0, 80, 170])
+    labels = torch.tensor([0, 0, 1])
+    cents = angle_to_coord([0, 180])
+    ref = sum(max(0.0, float(z[i] @ cents[labels[i]])) for i in range(3)) / 3
+    assert float(losses.centroid_repulsion_loss(z, labels, cents)) == pytest.approx(ref, abs=1e-10)
+
+
+def test_cosface_ce_matches_loop():
+    cos = torch.tensor([[0.9, 0.1, -0.2], [0.3, 0.4, 0.5]], dtype=torch.float64)
+    labels = torch.tensor([0, 2])
+    s, m = 30.0, 0.35
+    ref = 0.0
+    for i in range(2):
+        logits = [s * (cos[i, j] - (m if j == labels[i] else 0.0)) for j in range(3)]
+        ref += -float(logits[labels[i]]) + math.log(sum(math.exp(float(x)) for x in logits))
+    assert float(losses.cosface_ce(cos, labels, s, m)) == pytest.approx(ref / 2, rel=1e-10)
+    assert float(losses.cosface_ce(cos[:0], labels[:0], s, m)) == 0.0
+
+
+def test_distill_kl_matches_loop_and_is_zero_for_equal_logits():
+    s = torch.tensor([[1.0, 2.0, 0.5]], dtype=torch.float64)
+    t = torch.tensor([[0.2, 1.0, 2.0]], dtype=torch.float64)
+    T = 2.0
+    ps, pt = F.softmax(s / T, 1)[0], F.softmax(t / T, 1)[0]
+    ref = T * T * sum(float(pt[j] * (torch.log(pt[j]) - torch.log(ps[j]))) for j in range(3))
+    assert float(losses.distill_kl(s, t, T)) == pytest.approx(ref, rel=1e-10)
+    assert float(losses.distill_kl(t, t, T)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_all_losses_backward_finite():
+    z = F.normalize(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), dim=1).requires_grad_(True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    total = (losses.uniformity_loss(z) + losses.hard_margin_loss(z, labels)
+             + losses.keep_loss(z, z.detach().flip(0)) + losses.relational_loss(z, z.detach().flip(0))
+             + losses.cosface_ce(z @ z.detach().T[:, :4], labels, 30, 0.35))
+    total.backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
