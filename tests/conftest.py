@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
+
+from faceforget.models.spec import FaceModel, Preprocess
 
 TOY_COUNTS = {"alice": 12, "bob": 10, "carol": 11, "dave": 10, "erin": 7, "frank": 5,
               "grace": 3, "heidi": 4, "ivan": 12, "judy": 6}
@@ -76,3 +81,37 @@ def lfw_root() -> Path:
     if not (root / "dlib150").is_dir():
         pytest.skip(f"FACEFORGET_DATA={value} has no dlib150/ folder")
     return root
+
+
+class _Head(nn.Module):
+    def __init__(self, c: int, d: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(c, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def make_tiny_model(seed: int = 0) -> FaceModel:
+    """A 4-block FaceModel on 16x16 RGB, 8-D embeddings: fast enough for engine and API tests."""
+    torch.manual_seed(seed)
+    blocks = nn.Sequential(OrderedDict(
+        stem=nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU()),
+        b1=nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1), nn.ReLU()),
+        b2=nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()),
+        head=_Head(16, 8),
+    ))
+    pre = Preprocess(input_size=(16, 16), mean=(127.5, 127.5, 127.5), scale=1 / 128, channel_order="RGB",
+                     embedding_dim=8)
+    return FaceModel(blocks, pre, "tiny").eval()
+
+
+@pytest.fixture(name="make_tiny_model", scope="session")
+def make_tiny_model_fixture():
+    return make_tiny_model
+
+
+@pytest.fixture
+def tiny_model() -> FaceModel:
+    """A fresh tiny FaceModel (seed 0)."""
+    return make_tiny_model()

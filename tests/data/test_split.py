@@ -141,3 +141,5 @@ def test_bad_images_error_or_skipped(toy_dataset):
     assert manifest.params["bad_files_skipped"] == 2
     assert "frank" in report.dropped_identities and "frank" not in manifest.retain_identities
     assert not any(r.path == "alice/alice_0001.jpg" for r in manifest.records)
+    with pytest.raises(DataError, match=r"frank \(4 usable\)"):
+        split(toy_dataset, forget=None, forget_list=["frank"], skip_bad=True)

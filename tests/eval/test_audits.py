@@ -21,7 +21,7 @@ D = 32
 def _photos(
     rng: np.random.Generator, centres: dict[str, np.ndarray], per_id: int, noise: float | None
 ) -> EmbeddingSet:
-    """`per_id` photos per identity: centre + gaussian noise, or pure noise (identity ignored) if noise is None."""
+    """`per_id` photos per identity: centre + gaussian noise, or pure noise (no identity) if noise is None."""
     names = np.repeat(list(centres), per_id)
     if noise is None:
         return EmbeddingSet(rng.standard_normal((len(names), D)), names)
@@ -154,7 +154,7 @@ def test_threshold_matches_a_brute_force_pair_loop() -> None:
     threshold = impostor[len(impostor) - 1 - int(1e-3 * len(impostor))]  # at most FAR of impostors above
     assert result.details["threshold"] == pytest.approx(threshold, abs=1e-6)
     photos = [(e, label, role) for role, s in (("train", inputs.forget_train), ("test", inputs.forget_test))
-              for e, label in zip(s.emb, s.labels)]
+              for e, label in zip(s.emb, s.labels, strict=True)]
     accepted = [
         float(a @ b) > result.details["threshold"]
         for i, (a, la, ra) in enumerate(photos) for b, lb, rb in photos[i + 1:]

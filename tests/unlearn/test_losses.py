@@ -115,3 +115,34 @@ def test_all_losses_backward_finite():
              + losses.cosface_ce(z @ z.detach().T[:, :4], labels, 30, 0.35))
     total.backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_arcface_logits_match_loop(dtype):
+    cos = torch.tensor([[0.9, 0.1, -0.2], [0.3, 0.4, -0.99]], dtype=dtype)
+    labels = torch.tensor([0, 2])
+    s, m = 30.0, 0.5
+    got = losses.arcface_logits(cos, labels, s, m)
+    for i in range(2):
+        for j in range(3):
+            c = float(cos[i, j])
+            ref = s * (math.cos(math.acos(c) + m) if j == labels[i] else c)
+            assert float(got[i, j]) == pytest.approx(ref, abs=1e-4 if dtype == torch.float32 else 1e-6)
+    torch.testing.assert_close(losses.arcface_logits(cos, None, s, m), s * cos)
+
+
+def test_l1_norm_and_sq_distance_match_loop():
+    a = [torch.tensor([1.0, -2.0]), torch.tensor([[0.5, -0.25]])]
+    b = [torch.tensor([0.0, -1.0]), torch.tensor([[0.5, 0.75]])]
+    assert float(losses.l1_norm(a)) == pytest.approx(1 + 2 + 0.5 + 0.25)
+    assert float(losses.sq_distance(a, b)) == pytest.approx(1 + 1 + 0 + 1)
+
+
+def test_l1_norm_and_sq_distance_degenerate_and_backward():
+    assert float(losses.l1_norm([])) == 0.0 and float(losses.sq_distance([], [])) == 0.0
+    w = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    cos = torch.tensor([[0.2, 0.999999]], requires_grad=True)
+    total = (losses.l1_norm([w]) + losses.sq_distance([w], [w.detach() + 1])
+             + losses.arcface_logits(cos, torch.tensor([1]), 30.0, 0.5).sum())
+    total.backward()
+    assert torch.isfinite(w.grad).all() and torch.isfinite(cos.grad).all()

@@ -27,29 +27,33 @@ class Embedded:
     capture_at: int = 0
 
 
-def load_pixels(records: Sequence[FaceRecord], data_root: str | Path, distractor_root: str | Path | None,
-                size: tuple[int, int]) -> torch.Tensor:
-    """uint8 NHWC tensor of the records' images at `size` (errors name the bad file)."""
-    arrays = [load_image(r.resolve(data_root, distractor_root), size) for r in records]
+def load_pixels(paths: Sequence[str | Path], size: tuple[int, int]) -> torch.Tensor:
+    """uint8 NHWC tensor of the images at `size` (errors name the bad file)."""
+    arrays = [load_image(p, size) for p in paths]
     if not arrays:
         return torch.empty((0, *size, 3), dtype=torch.uint8)
     return torch.from_numpy(np.stack(arrays))
 
 
+def record_paths(records: Sequence[FaceRecord], data_root: str | Path,
+                 distractor_root: str | Path | None = None) -> list[Path]:
+    """Absolute image paths of records under their roots."""
+    return [r.resolve(data_root, distractor_root) for r in records]
+
+
 @torch.no_grad()
-def embed_records(
-    model: FaceModel, records: Sequence[FaceRecord], data_root: str | Path,
-    distractor_root: str | Path | None = None, *, batch_size: int = 64, capture_at: int = 0,
+def embed_paths(
+    model: FaceModel, paths: Sequence[str | Path], *, batch_size: int = 64, capture_at: int = 0,
     progress: bool = True, description: str = "embedding",
 ) -> Embedded:
-    """Embed every record's image with `model` in eval mode, streaming images batch by batch."""
+    """Embed every image with `model` in eval mode, streaming images batch by batch."""
     model.eval()
     size = model.preprocess.input_size
     outs, prefixes = [], []
-    with progress_bar(description, len(records), progress) as bar:
-        for lo in range(0, len(records), batch_size):
-            chunk = records[lo:lo + batch_size]
-            x = load_pixels(chunk, data_root, distractor_root, size).permute(0, 3, 1, 2).float()
+    with progress_bar(description, len(paths), progress) as bar:
+        for lo in range(0, len(paths), batch_size):
+            chunk = paths[lo:lo + batch_size]
+            x = load_pixels(chunk, size).permute(0, 3, 1, 2).float()
             if capture_at:
                 h = model.forward_prefix(x, capture_at)
                 prefixes.append(h)
@@ -61,6 +65,14 @@ def embed_records(
     emb = torch.cat(outs).numpy().astype(np.float32) if outs else np.zeros((0, dim), np.float32)
     prefix = torch.cat(prefixes) if prefixes else None
     return Embedded(emb, prefix, capture_at)
+
+
+def embed_records(
+    model: FaceModel, records: Sequence[FaceRecord], data_root: str | Path,
+    distractor_root: str | Path | None = None, **kwargs: object,
+) -> Embedded:
+    """`embed_paths` over records resolved under their roots."""
+    return embed_paths(model, record_paths(records, data_root, distractor_root), **kwargs)
 
 
 @torch.no_grad()

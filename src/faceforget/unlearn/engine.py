@@ -20,7 +20,7 @@ from faceforget.fileio import load_state, save_state_atomic
 from faceforget.models.spec import FaceModel
 from faceforget.progress import progress_bar
 from faceforget.seeding import seed_everything
-from faceforget.unlearn.method import Batch, MethodContext, UnlearningMethod
+from faceforget.unlearn.method import Batch, MethodContext, UnlearningMethod, ViewBank
 from faceforget.unlearn.sampling_plan import draw_indices
 from faceforget.unlearn.trainable import apply_trainable, first_trainable_block
 from faceforget.unlearn.views import build_view_bank
@@ -94,15 +94,28 @@ def _restore_masked(ctx: MethodContext, optimizer: torch.optim.Optimizer) -> Non
                 buf.mul_(keep)
 
 
+def build_banks(original: FaceModel, data: UnlearnData, cfg: EngineConfig,
+                progress: bool = True) -> tuple[ViewBank, ViewBank]:
+    """The forget and retain view banks for `cfg` (views, augmentation, seed, trainable start block)."""
+    kw = dict(augment_cfg=cfg.augment, start=first_trainable_block(original, cfg.trainable), seed=cfg.seed,
+              batch_size=cfg.batch_size_embed, progress=progress)
+    return (build_view_bank(original, data.forget_pixels, data.forget_labels, views=cfg.forget_views,
+                            stream="forget", **kw),
+            build_view_bank(original, data.retain_pixels, data.retain_labels, views=cfg.retain_views,
+                            stream="retain", **kw))
+
+
 def run_engine(
     method: UnlearningMethod, original: FaceModel, data: UnlearnData, cfg: EngineConfig, *,
     checkpoint_path: str | Path | None = None, signature: str = "", progress: bool = True,
-    on_step: StepCallback | None = None,
+    on_step: StepCallback | None = None, banks: tuple[ViewBank, ViewBank] | None = None,
 ) -> EngineResult:
     """Unlearn: copy `original`, train its selected blocks with `method`'s losses, return the copy.
 
     `original` is never modified. With `checkpoint_path` and `cfg.checkpoint_every`, a run that is
     killed resumes from its last checkpoint (whose `signature` must match) to identical weights.
+    `banks` (forget, retain) built by `build_view_bank` for the same start block can be shared
+    between runs (a benchmark's methods and seeds) instead of being rebuilt.
     """
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
@@ -110,12 +123,7 @@ def run_engine(
     for p in original.parameters():
         p.requires_grad_(False)
     start = first_trainable_block(original, cfg.trainable)
-    kw = dict(augment_cfg=cfg.augment, start=start, seed=cfg.seed, batch_size=cfg.batch_size_embed,
-              progress=progress)
-    forget = build_view_bank(original, data.forget_pixels, data.forget_labels, views=cfg.forget_views,
-                             stream="forget", **kw)
-    retain = build_view_bank(original, data.retain_pixels, data.retain_labels, views=cfg.retain_views,
-                             stream="retain", **kw)
+    forget, retain = banks if banks is not None else build_banks(original, data, cfg, progress)
     t_cache = time.perf_counter()
 
     model = copy.deepcopy(original)
@@ -123,7 +131,7 @@ def run_engine(
     model.train()
     ctx = MethodContext(model=model, original=original, start=start, forget=forget, retain=retain,
                         identity_names=list(data.identity_names), forget_label_ids=list(data.forget_label_ids),
-                        total_steps=cfg.steps, forget_pixels=data.forget_pixels, seed=cfg.seed)
+                        total_steps=cfg.steps, forget_pixels=data.forget_pixels, config=cfg)
     method.setup(ctx)
     t_setup = time.perf_counter()
     optimizer = _optimizer(cfg, params + ctx.extra_params)

@@ -85,6 +85,14 @@ def cosface_logits(cos: torch.Tensor, labels: torch.Tensor | None, s: float, m: 
     return s * (cos - m * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
 
 
+def arcface_logits(cos: torch.Tensor, labels: torch.Tensor | None, s: float, m: float) -> torch.Tensor:
+    """s * cos(theta_j + m [j = label]) with theta = acos(cos) (Deng et al., arXiv 1801.07698); None: s * cos."""
+    if labels is None:
+        return s * cos
+    theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+    return s * torch.cos(theta + m * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
+
+
 def cosface_ce(cos: torch.Tensor, labels: torch.Tensor, s: float, m: float) -> torch.Tensor:
     """CosFace cross-entropy (Wang et al., arXiv 1801.09414) of cosine logits toward `labels`, batch mean."""
     if cos.shape[0] == 0:
@@ -100,3 +108,13 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     log_p_s = F.log_softmax(student_logits / t, 1)
     log_p_t = F.log_softmax(teacher_logits / t, 1)
     return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * t * t
+
+
+def l1_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of |w| over every entry of every tensor (the L1-sparse penalty); 0 for an empty list."""
+    return sum((p.abs().sum() for p in params), torch.zeros(()))
+
+
+def sq_distance(params: list[torch.Tensor], reference: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of squared differences between matching tensors (||theta - theta0||^2); 0 for empty lists."""
+    return sum((((p - r) ** 2).sum() for p, r in zip(params, reference, strict=True)), torch.zeros(()))

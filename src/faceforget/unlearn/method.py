@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from faceforget.config import EngineConfig
 from faceforget.models.spec import FaceModel
 
 LossTerms = dict[str, torch.Tensor]
@@ -82,7 +83,7 @@ class MethodContext:
     forget_label_ids: list[int]
     total_steps: int
     forget_pixels: torch.Tensor  # uint8 NHWC clean forget images (for pixel-space attacks)
-    seed: int = 0
+    config: EngineConfig = field(default_factory=EngineConfig)  # read-only: batch sizes, steps, seed
     extra_params: list[nn.Parameter] = field(default_factory=list)
     param_mask: dict[str, torch.Tensor] | None = None
     state: dict[str, object] = field(default_factory=dict)
@@ -90,6 +91,11 @@ class MethodContext:
     def embed(self, part: Part) -> torch.Tensor:
         """The trainable model's L2-normalised embeddings of a batch part (with gradients)."""
         return F.normalize(self.model.forward_from(part.inputs, self.start), dim=1)
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (derive method-specific generators from it)."""
+        return self.config.seed
 
     @property
     def n_identities(self) -> int:

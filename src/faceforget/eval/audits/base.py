@@ -107,7 +107,7 @@ class Audit(ABC):
     name: ClassVar[str]
 
     def run(self, inputs: AuditInputs, reference: AuditInputs | None = None) -> AuditResult:
-        """Audit one model's embeddings; `reference` is the original model's, for audits that need it."""
+        """Audit one model's embeddings; `reference`: the original model's (None: the inputs themselves)."""
         check_inputs(inputs)
         if reference is not None:
             check_inputs(reference)
@@ -133,6 +133,6 @@ def run_audits(
         audits = default_audits(seed)
     table: dict[str, dict[str, AuditResult | float | None]] = {}
     for audit in audits:
-        before, after = audit.run(original, original), audit.run(unlearned, original)
+        before, after = audit.run(original), audit.run(unlearned, reference=original)
         table[audit.name] = {"before": before, "after": after, "chance": after.chance}
     return table

@@ -43,7 +43,7 @@ class ThresholdAudit(Audit):
         for identity in identities:
             t = test.emb[test.labels == identity]
             f = l2_normalise(train.emb[train.labels == identity].astype(np.float64))
-            within.append(pair_scores(t, np.zeros(len(t)))[0])
+            within.append(pair_scores(t, np.zeros(len(t)))[0])  # one label: every pair is genuine
             across.append((f @ l2_normalise(t.astype(np.float64)).T).astype(np.float32).ravel())
         pairs = [np.concatenate(p) for p in zip(within, across, strict=True)]
         per_identity = np.array([accept_rate(p, threshold) for p in pairs])

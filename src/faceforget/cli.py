@@ -1,0 +1,247 @@
+"""Typer commands: parse options, build a config, call `faceforget.api`; no numerics here."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Make chosen people unretrievable by a face-retrieval model, keep everyone else, prove it.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _read_names(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"forget list not found: {path}")
+    names = [line.strip() for line in path.read_text().splitlines()]
+    names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise ValueError(f"forget list {path} names no identity")
+    return names
+
+
+@app.command()
+def protocol(
+    data: Path = typer.Option(..., help="dataset: folder per identity, or a CSV manifest (path,identity)"),
+    output: Path = typer.Option(..., "-o", "--output", help="where to write split.json"),
+    forget: Optional[int] = typer.Option(None, help="number K of forget identities drawn with the seed"),
+    forget_list: Optional[Path] = typer.Option(None, help="file with one identity name per line"),
+    seed: int = typer.Option(0),
+    distractors: Optional[Path] = typer.Option(None, help="folder of distractor identities (gallery only)"),
+    min_images: int = typer.Option(5, help="identities with fewer images are left out"),
+    test_fraction: float = typer.Option(0.5, help="share of each identity's images held out for evaluation"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip and count unreadable images instead of failing"),
+) -> None:
+    """Assign every image a protocol role (forget/retain x train/test, distractor) -> split.json."""
+    from faceforget import api
+
+    try:
+        if (forget is None) == (forget_list is None):
+            raise ValueError("give exactly one of --forget K or --forget-list FILE")
+        names = _read_names(forget_list) if forget_list is not None else None
+        manifest = api.make_split(data, forget=forget, forget_list=names, seed=seed, distractors=distractors,
+                                  min_images=min_images, test_fraction=test_fraction, skip_bad=skip_bad, out=output)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    counts = manifest.params.get("counts", {})
+    typer.echo(f"wrote {output}: {len(manifest.records)} images, hash {manifest.hash[:16]}, roles {counts}")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Option("dlib", help="registered model name or a saved model.pt"),
+    data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
+    split: Path = typer.Option(..., help="split.json from `faceforget protocol`"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder for metrics.json and metrics.md"),
+    config: Optional[Path] = typer.Option(None, help="YAML with an `eval:` section"),
+) -> None:
+    """Retrieval metrics (R@k, mAP, mAP@R, CS, TAR@FAR) for forget / retain, held-out and seen."""
+    from faceforget import api
+    from faceforget.report.tables import metrics_markdown
+
+    try:
+        cfg = api.resolve_config(config, None).eval
+        result = api.evaluate(model, data, split, cfg=cfg,
+                              out=None if output is None else output / "metrics.json")
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    table = metrics_markdown({"model": result["metrics"]})
+    if output is not None:
+        from faceforget.fileio import write_text_atomic
+
+        write_text_atomic(output / "metrics.md", table)
+    typer.echo(table)
+
+
+@app.command()
+def unlearn(
+    model: str = typer.Option("dlib", help="registered model name or a saved model.pt"),
+    data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
+    split: Path = typer.Option(..., help="split.json from `faceforget protocol`"),
+    method: Optional[str] = typer.Option(None, help="unlearning method (default: the config's, dispersion)"),
+    config: Optional[Path] = typer.Option(None, help="YAML: method, params, engine, eval"),
+    output: Path = typer.Option(..., "-o", "--output", help="run folder"),
+) -> None:
+    """Unlearn the split's forget identities; write the model, config snapshot and before/after metrics."""
+    from faceforget import api
+    from faceforget.report.tables import metrics_markdown
+
+    try:
+        result = api.unlearn(model, data, split, method=method, config=config, out=output)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    m = result.metrics
+    typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
+    s, t = m["summary"], m["timings"]
+    typer.echo(f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}; unlearning took {t['unlearn_wall_s']:.0f} s; "
+               f"run folder {output}")
+
+
+@app.command()
+def audit(
+    split: Path = typer.Option(..., help="split.json the run was made with"),
+    run: Optional[Path] = typer.Option(None, help="run folder from `faceforget unlearn` (uses its embeddings)"),
+    model: Optional[str] = typer.Option(None, help="unlearned model.pt (when no run folder is given)"),
+    original: str = typer.Option("dlib", help="the original model"),
+    data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
+    seed: int = typer.Option(0),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="audits.json"),
+) -> None:
+    """Attack the forgetting: re-enrolment, linear probe, threshold, membership inference (before/after)."""
+    from faceforget import api
+    from faceforget.report.tables import audit_rows, markdown_table
+
+    try:
+        result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    typer.echo(markdown_table(*audit_rows(result["audits"])))
+
+
+index_app = typer.Typer(no_args_is_help=True, help="FAISS gallery: build, search, delete identities, rebuild.")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    data: Path = typer.Option(..., help="folder per identity or CSV (or the dataset root with --split)"),
+    output: Path = typer.Option(..., "-o", "--output", help="gallery folder"),
+    model: str = typer.Option("dlib"),
+    split: Optional[Path] = typer.Option(None, help="index the split's held-out + distractor images"),
+    kind: str = typer.Option("auto", help="flat | ivf | auto (IVF above 100k rows)"),
+) -> None:
+    """Embed a dataset and save it as a searchable gallery."""
+    from faceforget import api
+
+    try:
+        gallery = api.index_build(model, data, output, split=split, kind=kind)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"gallery {output}: {len(gallery)} rows, {len(gallery.identities)} identities, kind {gallery.kind}")
+
+
+@index_app.command("search")
+def index_search(
+    gallery: Path = typer.Option(..., help="gallery folder"),
+    images: list[Path] = typer.Argument(..., help="query images"),
+    model: str = typer.Option("dlib", help="the model the gallery was built with"),
+    k: int = typer.Option(5),
+) -> None:
+    """Top-k identities for each query image."""
+    from faceforget import api
+
+    try:
+        hits = api.index_search(gallery, model, list(images), k=k)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    for image, row in zip(images, hits):
+        typer.echo(f"{image}:")
+        for rank, hit in enumerate(row, 1):
+            typer.echo(f"  {rank}. {hit.identity}  cos={hit.score:.3f}  {hit.path}")
+
+
+@index_app.command("delete")
+def index_delete(
+    gallery: Path = typer.Option(..., help="gallery folder"),
+    identities: list[str] = typer.Argument(..., help="identity names to remove"),
+) -> None:
+    """Remove identities' rows from the gallery (deletion alone is not forgetting: see `unlearn`)."""
+    from faceforget import api
+
+    try:
+        removed = api.index_delete(gallery, list(identities))
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"removed {removed} rows")
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    gallery: Path = typer.Option(..., help="gallery folder"),
+    model: str = typer.Option(..., help="the new (unlearned) model.pt"),
+) -> None:
+    """Re-embed the whole gallery with a new model; atomic swap, the old gallery survives a crash."""
+    from faceforget import api
+
+    try:
+        new = api.index_rebuild(gallery, model)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"rebuilt {gallery}: {len(new)} rows with model {new.model_fingerprint}")
+
+
+@app.command()
+def report(
+    run: Path = typer.Option(..., help="run folder from `faceforget unlearn` (audits.json is used if present)"),
+    split: Path = typer.Option(..., help="split.json the run was made with"),
+    data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder (default: the run folder)"),
+) -> None:
+    """Write report.html (self-contained), report.md and report.json for a run."""
+    from faceforget import api
+
+    try:
+        api.report(run, split, data=data, out=output)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"wrote {(output or run) / 'report.html'}")
+
+
+@app.command()
+def demo(
+    data: Optional[Path] = typer.Option(None, help="prepared LFW folder (default: $FACEFORGET_DATA, then the cache)"),
+    output: Path = typer.Option(Path("demo"), "-o", "--output", help="folder for split, run, gallery, report"),
+    forget: int = typer.Option(10, help="number of identities to forget"),
+    seed: int = typer.Option(0),
+    config: Optional[Path] = typer.Option(None, help="YAML overriding the dispersion defaults"),
+    download: bool = typer.Option(False, "--download", help="download and prepare LFW if it is not found"),
+) -> None:
+    """The whole job on LFW (research use only): protocol, unlearn, evaluate, audit, rebuild gallery, report."""
+    from faceforget import api
+    from faceforget.report.tables import audit_rows, markdown_table, metrics_markdown
+
+    try:
+        result = api.demo(data, output, forget=forget, seed=seed, config=config, download=download)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    m = result["metrics"]
+    typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
+    typer.echo(markdown_table(*audit_rows(result["audits"])))
+    g = result["gallery"]
+    typer.echo(f"gallery: forget photos whose top-1 is the same person: {g['before']['forget_top1_same_identity']:.3f}"
+               f" before, {g['after']['forget_top1_same_identity']:.3f} after the rebuild")
+    typer.echo(f"report: {output / 'report.html'}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

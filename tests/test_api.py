@@ -1,0 +1,88 @@
+"""End to end on generated images with a tiny model: protocol -> unlearn -> evaluate -> audit -> report."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from faceforget import api
+from faceforget.data.errors import DataError
+from faceforget.models.checkpoint import load_checkpoint
+
+
+SMALL = {"engine": {"steps": 3, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "forget_per_identity": 2,
+                    "trainable": "last:2"}}
+
+
+@pytest.fixture
+def split(toy_dataset, toy_distractors, tmp_path):
+    path = tmp_path / "split.json"
+    api.make_split(toy_dataset, forget=2, seed=0, distractors=toy_distractors, min_images=5, out=path,
+                   progress=False)
+    return path
+
+
+def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
+    model = make_tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = api.unlearn(model, None, split, config=SMALL, out=tmp_path / "run", progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    run = result.run
+    assert run.is_complete() and not run.checkpoint.exists()
+    metrics = json.loads(run.metrics.read_text())
+    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen"}
+    assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
+    assert {"E", "U", "H"} <= set(metrics["summary"])
+    config = json.loads(run.config.read_text())
+    assert config["config"]["params"]["c"] > 0 and config["split_hash"] == metrics["split_hash"]
+    emb = np.load(run.root / "embeddings_unlearned.npy")
+    assert emb.shape == (len(json.loads(split.read_text())["records"]), 8)
+
+
+def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):
+    run = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False).run
+    result = api.evaluate(make_tiny_model(), None, split, progress=False)
+    original = json.loads(run.metrics.read_text())["original"]
+    assert result["metrics"]["forget"]["mAP"] == pytest.approx(original["forget"]["mAP"], abs=1e-6)
+    audits = api.audit(None, None, split, run=run.root, out=run.root / "audits.json", progress=False)
+    assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia"}
+    report = api.report(run.root, split, progress=False)
+    html = (run.root / "report.html").read_text()
+    assert report["summary"]["U"] == json.loads(run.metrics.read_text())["summary"]["U"]
+    assert "Audits" in html and "reenrol" in html
+
+
+def test_bad_inputs_fail_clearly(split, tmp_path, toy_dataset, make_tiny_model):
+    with pytest.raises(ValueError, match="unknown method 'nope'.*dispersion"):
+        api.unlearn(make_tiny_model(), None, split, method="nope", out=tmp_path / "r1", progress=False)
+    with pytest.raises(ValueError, match="engine.lr"):
+        api.unlearn(make_tiny_model(), None, split, config={"engine": {"lr": -1}}, out=tmp_path / "r2")
+    with pytest.raises(ValueError, match="engine.stepz"):
+        api.unlearn(make_tiny_model(), None, split, config={"engine": {"stepz": 3}}, out=tmp_path / "r3")
+    (toy_dataset / "alice" / "alice_0000.jpg").write_bytes(b"changed")
+    with pytest.raises(DataError, match="another dataset"):
+        api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "r4", progress=False)
+
+
+def test_split_without_forget_train_is_an_error(toy_dataset, tmp_path, make_tiny_model):
+    from dataclasses import replace
+
+    manifest = api.make_split(toy_dataset, forget=1, seed=0, progress=False)
+    stripped = replace(manifest, records=tuple(r for r in manifest.records if r.role != "forget_train"))
+    with pytest.raises(DataError, match="no forget_train"):
+        api.unlearn(make_tiny_model(), None, stripped, config=SMALL, out=tmp_path / "r", progress=False)
+
+
+def test_saved_dlib_checkpoint_round_trips(tmp_path):
+    from faceforget.models.checkpoint import save_checkpoint
+    from faceforget.models.registry import load_model
+
+    model = load_model("dlib")
+    with torch.no_grad():
+        model.blocks[-1].fc.weight.mul_(1.5)
+    save_checkpoint(model, tmp_path / "m.pt", base="dlib")
+    again = load_model(str(tmp_path / "m.pt"))
+    assert torch.equal(again.blocks[-1].fc.weight, model.blocks[-1].fc.weight)
+    (tmp_path / "m.pt").write_bytes((tmp_path / "m.pt").read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ValueError, match="checksum"):
+        load_checkpoint(tmp_path / "m.pt")
