@@ -196,6 +196,23 @@ def index_rebuild(
 
 
 @app.command()
+def benchmark(
+    config: Path = typer.Option(..., help="benchmark YAML (e.g. configs/lfw.yaml)"),
+) -> None:
+    """Every method x seed on one protocol; resumes finished cells; writes results.{json,csv,md} and plots."""
+    from faceforget.benchmark import load_benchmark_config, run_benchmark
+    from faceforget.report.benchmark_tables import benchmark_markdown
+
+    try:
+        cfg = load_benchmark_config(config)
+        results = run_benchmark(cfg)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(exc)
+    typer.echo(benchmark_markdown(results))
+    typer.echo(f"results in {cfg.out}")
+
+
+@app.command()
 def report(
     run: Path = typer.Option(..., help="run folder from `faceforget unlearn` (audits.json is used if present)"),
     split: Path = typer.Option(..., help="split.json the run was made with"),

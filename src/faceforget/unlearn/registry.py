@@ -22,14 +22,19 @@ def available_methods() -> list[str]:
     return sorted(METHOD_REGISTRY)
 
 
+def method_class(name: str) -> type[UnlearningMethod]:
+    """The class registered as `name`; unknown names are a ValueError listing the valid ones."""
+    names = available_methods()
+    if name not in METHOD_REGISTRY:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(names)}")
+    return METHOD_REGISTRY[name]
+
+
 def get_method(name: str, params: dict | MethodParams | None = None) -> UnlearningMethod:
     """A new instance of method `name` with validated params; unknown names list the valid ones."""
     from pydantic import ValidationError
 
-    names = available_methods()
-    if name not in METHOD_REGISTRY:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(names)}")
-    cls = METHOD_REGISTRY[name]
+    cls = method_class(name)
     try:
         return cls(params)
     except ValidationError as exc:

@@ -1,0 +1,58 @@
+"""The benchmark's comparison table: one row per method, mean +- std over seeds."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from faceforget.report.tables import markdown_table
+
+# (header, path into a run's metrics.json)
+COLUMNS = (
+    ("forget R@1", ("unlearned", "forget", "R@1")), ("forget mAP", ("unlearned", "forget", "mAP")),
+    ("forget CS", ("unlearned", "forget", "CS")), ("seen forget R@1", ("unlearned", "forget_seen", "R@1")),
+    ("retain R@1", ("unlearned", "retain", "R@1")), ("retain mAP", ("unlearned", "retain", "mAP")),
+    ("retain CS", ("unlearned", "retain", "CS")), ("E", ("summary", "E")), ("U", ("summary", "U")),
+    ("H", ("summary", "H")), ("wall s", ("timings", "unlearn_wall_s")),
+)
+
+
+def _get(run: Mapping, path: Sequence[str]) -> float:
+    value: object = run
+    for key in path:
+        value = value.get(key, float("nan")) if isinstance(value, Mapping) else float("nan")
+    return float(value)
+
+
+def _cell(values: list[float], digits: int) -> str:
+    arr = np.asarray(values, dtype=float)
+    if np.isnan(arr).all():
+        return "nan"
+    mean = np.nanmean(arr)
+    return f"{mean:.{digits}f}" if len(arr) == 1 else f"{mean:.{digits}f} ± {np.nanstd(arr):.{digits}f}"
+
+
+def benchmark_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per method (in first-seen order) the mean +- std over seeds of every column."""
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    rows = []
+    for method in methods:
+        runs = [r for r in results if r["method"] == method]
+        cells = [_cell([_get(r, path) for r in runs], 0 if name == "wall s" else 3) for name, path in COLUMNS]
+        rows.append([method, str(len(runs)), *cells])
+    chance = [r for r in results if "unlearned" in r][:1]
+    if chance:
+        c = chance[0]["unlearned"]
+        rows.append(["(chance)", "", _cell([c["forget"]["chance"]["R@1"]], 3), _cell([c["forget"]["chance"]["mAP"]], 3),
+                     "", _cell([c["forget_seen"]["chance"]["R@1"]], 3), _cell([c["retain"]["chance"]["R@1"]], 3),
+                     _cell([c["retain"]["chance"]["mAP"]], 3), "", "", "", "", ""])
+    return ["method", "seeds", *(name for name, _ in COLUMNS)], rows
+
+
+def benchmark_markdown(results: Sequence[Mapping]) -> str:
+    """The comparison table in Markdown, with the legend of its columns."""
+    header, rows = benchmark_rows(results)
+    legend = ("forget/retain = held-out test photos as queries against all other test photos + distractors; "
+              "seen = forget_train photos against the train pool; CS = cluster compactness (lower = more "
+              "dispersed); E, U, H as in DESIGN.md; mean ± std over seeds.")
+    return markdown_table(header, rows) + "\n" + legend + "\n"

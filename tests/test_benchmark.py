@@ -1,0 +1,59 @@
+"""Benchmark runner on generated images with a tiny model: equal-terms configs, resume, result files."""
+import json
+
+import pytest
+
+from faceforget.benchmark import BenchmarkConfig, load_benchmark_config, method_config, run_benchmark
+from faceforget.models import registry
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch, make_tiny_model):
+    monkeypatch.setitem(registry.MODEL_REGISTRY, "tiny", make_tiny_model)
+
+
+def _config(toy_dataset, toy_distractors, out, methods=("dispersion", "gradient_ascent", "finetune")):
+    return BenchmarkConfig.model_validate({
+        "model": "tiny", "seeds": [0, 1], "out": str(out),
+        "split": {"data": str(toy_dataset), "distractors": str(toy_distractors), "forget": 2},
+        "engine": {"steps": 2, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "trainable": "last:2"},
+        "methods": {m: {} for m in methods},
+    })
+
+
+def test_cells_share_trainable_views_and_steps(toy_dataset, toy_distractors, tmp_path):
+    cfg = _config(toy_dataset, toy_distractors, tmp_path)
+    ga = method_config(cfg, "gradient_ascent", 1, 10, 100)
+    disp = method_config(cfg, "dispersion", 1, 10, 100)
+    assert ga.engine.steps == disp.engine.steps == 2 and ga.engine.seed == disp.engine.seed == 1
+    assert ga.engine.trainable == disp.engine.trainable and ga.engine.forget_views == disp.engine.forget_views
+    assert ga.engine.optimizer == "sgd" and ga.engine.lr == pytest.approx(1e-4)  # reference recipe kept
+
+
+def test_benchmark_runs_resumes_and_writes_results(toy_dataset, toy_distractors, tmp_path, tiny_registered):
+    cfg = _config(toy_dataset, toy_distractors, tmp_path / "bench")
+    results = run_benchmark(cfg, progress=False)
+    methods = {r["method"] for r in results}
+    assert methods == {"dispersion", "gradient_ascent", "finetune", "original", "gallery_delete"}
+    assert len(results) == 2 * 5
+    out = tmp_path / "bench"
+    for name in ("results.json", "results.csv", "results.md", "tradeoff.png", "hist_dispersion.png"):
+        assert (out / name).is_file(), name
+    assert "± " in (out / "results.md").read_text()
+    stamp = (out / "seed0" / "dispersion" / "metrics.json").stat().st_mtime_ns
+    (out / "seed1" / "finetune" / "metrics.json").unlink()
+    again = run_benchmark(cfg, progress=False)
+    assert (out / "seed0" / "dispersion" / "metrics.json").stat().st_mtime_ns == stamp  # finished cell kept
+    assert (out / "seed1" / "finetune" / "metrics.json").is_file()  # the missing cell was redone
+    assert len(again) == len(results)
+    assert json.loads((out / "results.json").read_text())[0]["split_hash"]
+
+
+def test_unknown_method_in_config_lists_valid_ones(tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text("split: {data: x}\nmethods: {dispersion: {}, nope: {}}\n")
+    with pytest.raises(ValueError, match="unknown methods \\['nope'\\].*random_labeling"):
+        load_benchmark_config(path)
+    path.write_text("split: {data: x}\nmethods: {}\nengine: {lr: 0}\n")
+    with pytest.raises(ValueError, match="engine.lr"):
+        load_benchmark_config(path)
