@@ -1,4 +1,5 @@
-"""Embedding throughput of the dlib ResNet port vs dlib's own C++ (if `import dlib` works), same LFW chips.
+"""
+Embedding throughput of the dlib ResNet port vs dlib's own C++ (if `import dlib` works), same LFW chips.
 
 Usage: FACEFORGET_DATA=/work/shared/datasets/lfw python benchmarks/embed_throughput.py [--images 320]
 Prints a Markdown table (images/s, warm-up excluded) and the max abs difference between the two.

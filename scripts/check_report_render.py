@@ -1,4 +1,5 @@
-"""Render a faceforget report.html in headless chromium: the DOM must hold its tables; take a screenshot.
+"""
+Render a faceforget report.html in headless chromium: the DOM must hold its tables; take a screenshot.
 
 Usage: python scripts/check_report_render.py run/report.html [--screenshot shot.png] [--min-tables 5]
 Exits 0 when both checks pass, 1 when the render fails a check, 2 when chromium or the report is missing.

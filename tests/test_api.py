@@ -9,7 +9,6 @@ from faceforget import api
 from faceforget.data.errors import DataError
 from faceforget.models.checkpoint import load_checkpoint
 
-
 SMALL = {"engine": {"steps": 3, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "forget_per_identity": 2,
                     "trainable": "last:2"}}
 

@@ -12,12 +12,12 @@ def tiny_registered(monkeypatch, make_tiny_model):
     monkeypatch.setitem(registry.MODEL_REGISTRY, "tiny", make_tiny_model)
 
 
-def _config(toy_dataset, toy_distractors, out, methods=("dispersion", "gradient_ascent", "finetune")):
+def _config(toy_dataset, toy_distractors, out, methods=("dispersion", "gradient_ascent", "finetune"), extra=None):
     return BenchmarkConfig.model_validate({
         "model": "tiny", "seeds": [0, 1], "out": str(out),
         "split": {"data": str(toy_dataset), "distractors": str(toy_distractors), "forget": 2},
         "engine": {"steps": 2, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "trainable": "last:2"},
-        "methods": {m: {} for m in methods},
+        "methods": {m: {} for m in methods} | (extra or {}),
     })
 
 
@@ -33,7 +33,7 @@ def test_cells_share_trainable_views_and_steps(toy_dataset, toy_distractors, tmp
 def test_benchmark_runs_resumes_and_writes_results(toy_dataset, toy_distractors, tmp_path, tiny_registered):
     cfg = _config(toy_dataset, toy_distractors, tmp_path / "bench")
     results = run_benchmark(cfg, progress=False)
-    methods = {r["method"] for r in results}
+    methods = {r["row"] for r in results}
     assert methods == {"dispersion", "gradient_ascent", "finetune", "original", "gallery_delete"}
     assert len(results) == 2 * 5
     out = tmp_path / "bench"
@@ -57,3 +57,15 @@ def test_unknown_method_in_config_lists_valid_ones(tmp_path):
     path.write_text("split: {data: x}\nmethods: {}\nengine: {lr: 0}\n")
     with pytest.raises(ValueError, match="engine.lr"):
         load_benchmark_config(path)
+
+
+def test_variants_of_one_method_are_separate_rows(toy_dataset, toy_distractors, tmp_path, tiny_registered):
+    variant = {"dispersion_no_keep": {"method": "dispersion", "params": {"c": 0}}}
+    cfg = _config(toy_dataset, toy_distractors, tmp_path / "b", methods=("dispersion",), extra=variant)
+    cfg = cfg.model_copy(update={"seeds": [0]})
+    results = run_benchmark(cfg, progress=False)
+    rows = {r["row"]: r for r in results}
+    assert rows["dispersion_no_keep"]["method"] == "dispersion"
+    assert "dispersion_no_keep" in (tmp_path / "b" / "results.md").read_text()
+    assert json.loads((tmp_path / "b" / "seed0" / "dispersion_no_keep" / "config.json").read_text())[
+        "config"]["params"]["c"] == 0

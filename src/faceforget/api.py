@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,7 +11,8 @@ from faceforget.config import EvalConfig, UnlearnConfig, load_yaml, validate_con
 from faceforget.data.errors import DataError
 from faceforget.data.records import SplitManifest
 from faceforget.data.sources import read_records
-from faceforget.data.split import load_split, make_split as _make_split
+from faceforget.data.split import load_split
+from faceforget.data.split import make_split as _make_split
 from faceforget.eval.embed import embed_paths, embed_records, record_paths
 from faceforget.eval.protocol import evaluate_embeddings
 from faceforget.fileio import write_json_atomic
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from faceforget.eval.audits import AuditInputs
+    from faceforget.eval.embed import Embedded
     from faceforget.index.gallery import Gallery, Hit
 
 
@@ -55,7 +57,7 @@ def _as_model(model: str | FaceModel) -> FaceModel:
 
 
 def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, capture_at: int = 0,
-                    progress: bool = True):
+                    progress: bool = True) -> "Embedded":
     return embed_records(model, list(manifest.records), manifest.data_root, manifest.distractor_root,
                          batch_size=cfg.batch_size, capture_at=capture_at, progress=progress,
                          description=f"embedding {len(manifest.records)} images")
@@ -100,7 +102,8 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
             out: str | Path, progress: bool = True) -> UnlearnResult:
-    """Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
+    """
+    Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
     split and model are the same (checkpoints every `engine.checkpoint_every` steps).
@@ -134,7 +137,8 @@ def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInput
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
           original: str | FaceModel = "dlib", run: str | Path | None = None, seed: int = 0,
           cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
-    """Attack the forgetting (re-enrolment, linear probe, threshold, membership inference), before/after.
+    """
+    Attack the forgetting (re-enrolment, linear probe, threshold, membership inference), before/after.
 
     With `run` (a run folder from `unlearn`), its stored embeddings of both models are audited and
     nothing is re-embedded; otherwise both models embed the split's images.
@@ -186,7 +190,7 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
         raise DataError(f"no images to index in {data} (roles {roles})" if split else f"no images in {data}")
     emb = embed_paths(face_model, paths, batch_size=batch_size, progress=progress,
                       description=f"indexing {len(paths)} images").embeddings
-    rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records)]
+    rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records, strict=True)]
     gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind)
     gallery.save(out)
     return gallery
@@ -246,7 +250,8 @@ def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Pa
 
 def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
                   model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None) -> dict:
-    """Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
+    """
+    Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
 
     With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images.
     """
@@ -262,8 +267,8 @@ def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: 
     queries = [i for i, r in enumerate(manifest.records) if r.role == "forget_test"]
     paths = record_paths([manifest.records[i] for i in queries], manifest.data_root, manifest.distractor_root)
     hits = gallery.search(embeddings[queries], 2)
-    top1 = [next(h for h in row if h.path != str(p)) for row, p in zip(hits, paths)]
-    same = [h.identity == manifest.records[i].identity for h, i in zip(top1, queries)]
+    top1 = [next(h for h in row if h.path != str(p)) for row, p in zip(hits, paths, strict=True)]
+    same = [h.identity == manifest.records[i].identity for h, i in zip(top1, queries, strict=True)]
     return {"gallery_rows": len(gallery), "forget_queries": len(queries),
             "forget_top1_same_identity": float(np.mean(same)) if same else float("nan")}
 
@@ -271,7 +276,8 @@ def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: 
 def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: int = 10, seed: int = 0,
          config: UnlearnConfig | dict | str | Path | None = None, download: bool = False,
          progress: bool = True) -> dict:
-    """The whole job on LFW: protocol -> evaluate -> unlearn (dispersion) -> audit -> gallery rebuild -> report.
+    """
+    The whole job on LFW: protocol -> evaluate -> unlearn (dispersion) -> audit -> gallery rebuild -> report.
 
     LFW is for research use only. The gallery is built from the split's held-out photos and distractors
     with the original model, then rebuilt with the unlearned one.
@@ -295,7 +301,7 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     idx = [i for i, r in enumerate(manifest.records) if r.role in roles]
     rows = [_Labelled(str(p), r.identity) for p, r in zip(
         record_paths([manifest.records[i] for i in idx], manifest.data_root, manifest.distractor_root),
-        [manifest.records[i] for i in idx])]
+        [manifest.records[i] for i in idx], strict=True)]
     gallery_dir = out / "gallery"
     Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib"))).save(gallery_dir)
     gallery = {"before": gallery_check(gallery_dir, manifest, before, ""),

@@ -1,4 +1,5 @@
-"""`faceforget benchmark`: every method x seed on one protocol, on equal terms, resumable cell by cell.
+"""
+`faceforget benchmark`: every method x seed on one protocol, on equal terms, resumable cell by cell.
 
 Equal terms: one split per seed shared by every method, the same trainable blocks, the same cached
 views (augmentation) and the same step budget (`steps_policy: shared`) unless a method's entry says
@@ -39,8 +40,9 @@ class SplitSpec(_Strict):
 
 
 class MethodEntry(_Strict):
-    """One benchmarked method: its params and engine overrides (applied last)."""
+    """One benchmarked row: the registered method (default: the row's name), params, engine overrides."""
 
+    method: str | None = Field(None, description="registered method name; lets one method appear as variants")
     params: dict = Field(default_factory=dict)
     engine: dict = Field(default_factory=dict)
 
@@ -64,7 +66,7 @@ class BenchmarkConfig(_Strict):
 def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     """Read and validate a benchmark YAML; unknown method names are errors that list the valid ones."""
     cfg = load_yaml(path, BenchmarkConfig)
-    unknown = sorted(set(cfg.methods) - set(available_methods()))
+    unknown = sorted({e.method or name for name, e in cfg.methods.items()} - set(available_methods()))
     if unknown:
         raise ValueError(f"{path}: unknown methods {unknown}; valid: {', '.join(available_methods())}")
     return cfg
@@ -73,8 +75,9 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
 def method_config(cfg: BenchmarkConfig, name: str, seed: int, n_forget: int, n_retain: int) -> UnlearnConfig:
     """The resolved UnlearnConfig of one cell: base engine, the method's reference recipe, its overrides."""
     entry = cfg.methods[name]
+    method = entry.method or name
     engine = cfg.engine.model_dump() | {"seed": seed}
-    recipe = getattr(method_class(name), "recipe", None)
+    recipe = getattr(method_class(method), "recipe", None)
     if recipe is not None:
         policy = "match_reference" if cfg.steps_policy == "shared" else cfg.steps_policy
         ref = recipe.engine(n_forget, n_retain, policy)
@@ -83,7 +86,7 @@ def method_config(cfg: BenchmarkConfig, name: str, seed: int, n_forget: int, n_r
     engine |= entry.engine
     if cfg.max_steps is not None:
         engine["steps"] = min(engine["steps"], cfg.max_steps)
-    return validate_config(UnlearnConfig, {"method": name, "params": entry.params, "engine": engine,
+    return validate_config(UnlearnConfig, {"method": method, "params": entry.params, "engine": engine,
                                            "eval": cfg.eval.model_dump()}, f"benchmark cell {name}/seed {seed}")
 
 
@@ -101,7 +104,7 @@ def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> Split
 def _reference_rows(metrics: dict, seed: int, split_hash: str) -> list[dict]:
     """Original and Gallery delete rows (unchanged model: before == after)."""
     original = metrics
-    return [{"method": name, "seed": seed, "split_hash": split_hash, "original": original, "unlearned": original,
+    return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": original, "unlearned": original,
              "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0}}
             for name in REFERENCE_ROWS]
 
@@ -124,7 +127,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
                 if ws is None:
                     ws = prepare(load_model(cfg.model), cfg.model, manifest, cfg.engine.trainable, cfg.eval, progress)
                 run_in_workspace(ws, cells[name], run.root, progress)
-            results.append(run.read_metrics())
+            results.append(run.read_metrics() | {"row": name})
         original = ws.metrics if ws is not None else results[-1]["original"]
         results += _reference_rows(original, seed, manifest.hash)
     write_results(results, out)
@@ -139,7 +142,7 @@ def write_results(results: list[dict], out: Path) -> None:
     write_json_atomic(out / "results.json", results)
     write_csv(out / "results.csv", [result_row(r) for r in results])
     write_text_atomic(out / "results.md", benchmark_markdown(results))
-    points = [tradeoff_point(r) for r in results if r["method"] not in REFERENCE_ROWS]
+    points = [tradeoff_point(r | {"method": r["row"]}) for r in results if r["row"] not in REFERENCE_ROWS]
     save_figure(tradeoff_scatter(points), out / "tradeoff.png")
     _histograms(results, out)
 
@@ -154,9 +157,9 @@ def _histograms(results: list[dict], out: Path) -> None:
     labels = np.array([r.identity for r in manifest.records])[test]
     forget = np.array([r.role == "forget_test" for r in manifest.records])[test]
     for r in results:
-        run = out / f"seed{seed}" / r["method"]
+        run = out / f"seed{seed}" / r["row"]
         if r["seed"] != seed or not (run / "embeddings_unlearned.npy").is_file():
             continue
         before = np.load(run / "embeddings_original.npy")[test]
         after = np.load(run / "embeddings_unlearned.npy")[test]
-        save_figure(similarity_histograms(before, after, labels, forget, seed=seed), out / f"hist_{r['method']}.png")
+        save_figure(similarity_histograms(before, after, labels, forget, seed=seed), out / f"hist_{r['row']}.png")

@@ -159,7 +159,7 @@ def index_search(
         hits = api.index_search(gallery, model, list(images), k=k)
     except (ValueError, FileNotFoundError, OSError) as exc:
         _fail(exc)
-    for image, row in zip(images, hits):
+    for image, row in zip(images, hits, strict=True):
         typer.echo(f"{image}:")
         for rank, hit in enumerate(row, 1):
             typer.echo(f"  {rank}. {hit.identity}  cos={hit.score:.3f}  {hit.path}")

@@ -1,4 +1,5 @@
-"""Validated configuration (pydantic): engine, unlearning run, evaluation and benchmark sections.
+"""
+Validated configuration (pydantic): engine, unlearning run, evaluation and benchmark sections.
 
 Every model forbids unknown keys, so a misspelled key or an out-of-range value fails with the path
 of the field in the message (see `load_yaml`).

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, IO
+from typing import IO, Any, Iterator
 
 import torch
 
@@ -33,7 +33,8 @@ def canonical_json(obj: Any) -> str:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside `path`; on clean exit fsync and `os.replace` it into place.
+    """
+    Open a temp file beside `path`; on clean exit fsync and `os.replace` it into place.
 
     A crash or exception leaves any previous file at `path` untouched and removes the temp file.
     """

@@ -21,22 +21,27 @@ class RunFolder:
 
     @property
     def model(self) -> Path:
+        """The unlearned model checkpoint."""
         return self.root / "model.pt"
 
     @property
     def checkpoint(self) -> Path:
+        """The resumable training checkpoint (removed when the run completes)."""
         return self.root / "checkpoint.pt"
 
     @property
     def metrics(self) -> Path:
+        """Before/after metrics, summary scores and timings."""
         return self.root / "metrics.json"
 
     @property
     def config(self) -> Path:
+        """The resolved config snapshot with split hash and signature."""
         return self.root / "config.json"
 
     @property
     def history(self) -> Path:
+        """Per-step loss terms."""
         return self.root / "history.json"
 
     def is_complete(self) -> bool:

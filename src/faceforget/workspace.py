@@ -1,4 +1,5 @@
-"""Everything runs on one (model, split) share: original embeddings, the frozen prefix, the view banks.
+"""
+Everything runs on one (model, split) share: original embeddings, the frozen prefix, the view banks.
 
 `api.unlearn` runs one method in a workspace; `benchmark` runs every (method, seed) cell in one
 workspace per seed, so the images are decoded and pushed through the frozen prefix once.

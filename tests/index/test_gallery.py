@@ -59,7 +59,7 @@ def test_ivf_has_high_recall_and_exact_scores(toy_embeddings, brute_topk):
     one_list = Gallery.build(x, records, model_fingerprint="m", ivf_threshold=1000, nprobe=1)
     assert recall(one_list) < 0.9  # the data is hard enough that probing matters
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    for row, query in zip(g.search(q, 10), q / np.linalg.norm(q, axis=1, keepdims=True)):
+    for row, query in zip(g.search(q, 10), q / np.linalg.norm(q, axis=1, keepdims=True), strict=False):
         np.testing.assert_allclose([h.score for h in row], unit[[h.id for h in row]] @ query, atol=1e-5)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.api import audit_inputs
+from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.audits import run_audits
 from faceforget.eval.protocol import evaluate_embeddings, summary_scores
 from faceforget.report.inputs import ReportInputs, report_data

@@ -29,7 +29,7 @@ def test_trainable_selection_freezes_prefix(tiny_model, toy_data, trainable, sta
     assert first_trainable_block(tiny_model, trainable) == start
     result = run_engine(get_method("dispersion"), tiny_model, toy_data,
                         EngineConfig(**SMALL, trainable=trainable), progress=False)
-    for i, (orig, new) in enumerate(zip(tiny_model.blocks, result.model.blocks)):
+    for i, (orig, new) in enumerate(zip(tiny_model.blocks, result.model.blocks, strict=False)):
         same = all(torch.equal(a, b) for a, b in zip(orig.state_dict().values(), new.state_dict().values()))
         assert same == (i < start)
 
@@ -41,8 +41,8 @@ def test_trainable_errors(tiny_model):
 
 
 def test_prefix_cache_gives_the_same_embeddings(tiny_model, toy_data):
-    from faceforget.unlearn.views import build_view_bank
     from faceforget.data.augment import AugmentConfig
+    from faceforget.unlearn.views import build_view_bank
 
     kw = dict(views=3, augment_cfg=AugmentConfig(), seed=0, stream="forget", progress=False)
     cached = build_view_bank(tiny_model, toy_data.forget_pixels, toy_data.forget_labels, start=2, **kw)

@@ -1,0 +1,1 @@
+"""Data: readers, alignment, the split protocol (no model code)."""

@@ -1,4 +1,5 @@
-"""5-point face alignment: similarity fits (numpy), the ArcFace-112 crop (PIL warp) and dlib-150 chips (dlib).
+"""
+5-point face alignment: similarity fits (numpy), the ArcFace-112 crop (PIL warp) and dlib-150 chips (dlib).
 
 `arcface_crop` needs only numpy and PIL. `dlib_chip` needs the optional dlib extra: dlib's own HOG detector,
 5-point shape predictor and `get_face_chip`, the recipe of LFW's `dlib150/` chips (its README).
@@ -25,7 +26,8 @@ _SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, shift; no reflection) mapping src onto dst: 2x3.
+    """
+    Least-squares similarity (rotation, uniform scale, shift; no reflection) mapping src onto dst: 2x3.
 
     Umeyama (1991), "Least-squares estimation of transformation parameters between two point patterns".
     """
@@ -46,7 +48,8 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def lmeds_similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-median-of-squares similarity: the exact fit of every point pair, best median, then LS on inliers.
+    """
+    Least-median-of-squares similarity: the exact fit of every point pair, best median, then LS on inliers.
 
     Deterministic (all pairs) version of OpenCV's `estimateAffinePartial2D(method=LMEDS)`; the inlier bound
     is Rousseeuw & Leroy's 2.5 robust sigmas. A badly placed landmark (turned head) is left out.
@@ -74,7 +77,8 @@ def _squared_errors(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.
 
 
 def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Warp uint8 HWC `image` by the 2x3 `matrix` (source -> output pixel coordinates) to (w, h) = size.
+    """
+    Warp uint8 HWC `image` by the 2x3 `matrix` (source -> output pixel coordinates) to (w, h) = size.
 
     Bilinear, black outside the source; pixel centres at integer coordinates (the OpenCV convention).
     """
@@ -88,7 +92,8 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
 
 
 def arcface_crop(image: np.ndarray, landmarks5: np.ndarray, robust: bool = True) -> np.ndarray:
-    """112x112 crop warping `landmarks5` (LANDMARKS order, x, y) onto ARCFACE_112.
+    """
+    112x112 crop warping `landmarks5` (LANDMARKS order, x, y) onto ARCFACE_112.
 
     `robust` (default) uses the LMedS fit, which reproduces LFW's `arcface112/`; False is the plain
     5-point least-squares fit of insightface's `norm_crop`.
@@ -98,7 +103,8 @@ def arcface_crop(image: np.ndarray, landmarks5: np.ndarray, robust: bool = True)
 
 
 def dlib_landmarks(image: np.ndarray) -> np.ndarray:
-    """dlib's 5 points (eye corners, nose bottom; dlib order) of the face nearest the image centre.
+    """
+    Dlib's 5 points (eye corners, nose bottom; dlib order) of the face nearest the image centre.
 
     HOG detector with one upsampling; with no detection the central 40% box is used (as for LFW).
     """
@@ -115,7 +121,8 @@ def dlib_landmarks(image: np.ndarray) -> np.ndarray:
 
 def dlib_chip(image: np.ndarray, landmarks5: np.ndarray | None = None, size: int = 150,
               padding: float = 0.25) -> np.ndarray:
-    """dlib `get_face_chip` of uint8 RGB `image` from dlib 5-point landmarks (detected when None).
+    """
+    Dlib `get_face_chip` of uint8 RGB `image` from dlib 5-point landmarks (detected when None).
 
     Landmarks are rounded to whole pixels, as dlib's shape predictor stores them.
     """

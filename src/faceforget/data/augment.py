@@ -1,4 +1,5 @@
-"""Seeded photometric + geometric augmentation of aligned face chips (pixel space, float RGB [0,255]).
+"""
+Seeded photometric + geometric augmentation of aligned face chips (pixel space, float RGB [0,255]).
 
 Held-out photos of a person differ from the unlearning's photos in pose, framing and light; small
 random similarity warps, flips and brightness/contrast changes stand in for that variation.

@@ -12,7 +12,8 @@ REQUIRED_COLUMNS = ("path", "identity")
 
 
 def read_csv_manifest(path: str | Path) -> tuple[list[FaceRecord], Path]:
-    """Records listed in a CSV (extra columns ignored) and the root their paths are relative to.
+    """
+    Records listed in a CSV (extra columns ignored) and the root their paths are relative to.
 
     The root is the CSV's folder. Absolute paths inside it are made relative; absolute paths
     outside it stay absolute (they resolve the same against any root but tie the split to this machine).

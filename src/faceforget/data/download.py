@@ -35,7 +35,8 @@ def file_digest(path: str | Path, algorithm: str) -> str:
 
 def fetch_verified(url: str, dest: str | Path, algorithm: str, digest: str, progress: bool = True,
                    description: str | None = None) -> Path:
-    """Download `url` to `dest` unless a copy with the expected digest is already there.
+    """
+    Download `url` to `dest` unless a copy with the expected digest is already there.
 
     The bytes go to a temp file beside `dest`, renamed into place only after the digest matches; a
     mismatch or a failed transfer leaves nothing behind.
@@ -74,7 +75,8 @@ def _stream(url: str, out: BinaryIO, algorithm: str, progress: bool, description
 
 
 def extract_tar_safely(archive: str | Path, dest: str | Path) -> Path:
-    """Extract a (compressed) tar into `dest` after checking every member; nothing is written if one is unsafe.
+    """
+    Extract a (compressed) tar into `dest` after checking every member; nothing is written if one is unsafe.
 
     Only regular files and folders with relative paths that stay inside `dest` are accepted.
     """

@@ -10,7 +10,8 @@ from faceforget.data.records import FaceRecord
 
 
 def scan_folder(root: str | Path, *, allow_empty: bool = False) -> list[FaceRecord]:
-    """Records for every image under `root/<identity>/`, sorted by identity then path.
+    """
+    Records for every image under `root/<identity>/`, sorted by identity then path.
 
     Hidden entries and non-image files are ignored; sub-folders of an identity are searched too;
     symlinks are followed (cycles are cut). Identity folders without images are an error unless

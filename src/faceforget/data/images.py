@@ -19,7 +19,8 @@ def is_image_name(name: str) -> bool:
 
 
 def load_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """Decode `path` to uint8 RGB of shape (h, w, 3) for `size` = (h, w); bilinear resize only if needed.
+    """
+    Decode `path` to uint8 RGB of shape (h, w, 3) for `size` = (h, w); bilinear resize only if needed.
 
     Greyscale, palette, RGBA (alpha dropped) and CMYK images are converted to RGB.
     """

@@ -1,4 +1,5 @@
-"""Where the demo's LFW comes from: --data, FACEFORGET_DATA, the cache, else a verified download, aligned.
+"""
+Where the demo's LFW comes from: --data, FACEFORGET_DATA, the cache, else a verified download, aligned.
 
 LFW (Huang et al. 2007; Huang, Mattar, Lee, Learned-Miller 2012) is for research use only: cite its
 papers and never redistribute it or use it commercially. A prepared folder holds `dlib150/` (identities
@@ -60,7 +61,8 @@ def default_cache_dir() -> Path:
 
 def locate_lfw(data: str | Path | None = None, *, download: bool = False,
                cache_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """The prepared LFW folder (holding `dlib150/`): `data`, else FACEFORGET_DATA, else the cache, else a download.
+    """
+    The prepared LFW folder (holding `dlib150/`): `data`, else FACEFORGET_DATA, else the cache, else a download.
 
     An explicit `data` that is not a prepared folder is an error; a FACEFORGET_DATA without `dlib150/` is
     skipped (and named in the error if nothing else is found); the download runs only with `download`.

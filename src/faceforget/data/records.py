@@ -34,7 +34,8 @@ class FaceRecord:
 
 @dataclass(frozen=True)
 class SplitManifest:
-    """The protocol's output: every image with its role, the parameters that made it, and its hash.
+    """
+    The protocol's output: every image with its role, the parameters that made it, and its hash.
 
     `hash` covers params + records (relative paths, identities, roles, sha256), not the roots, so the
     same dataset gives the same hash on every machine.

@@ -1,4 +1,5 @@
-"""The split protocol (DESIGN.md "The protocol"): records -> roles + sha256 -> SplitManifest; reload check.
+"""
+The split protocol (DESIGN.md "The protocol"): records -> roles + sha256 -> SplitManifest; reload check.
 
 Decisions beyond DESIGN.md:
 - identical bytes twice within one identity are collapsed to the first path (sorted) before splitting, and
@@ -109,7 +110,8 @@ def make_split(records: Sequence[FaceRecord], *, data_root: str | Path, forget: 
 def load_split(path: str | Path, data_root: str | Path | None = None,
                distractor_root: str | Path | None = None, verify: bool = True,
                progress: bool = True) -> SplitManifest:
-    """Load a manifest and (with `verify`) check every file exists under the roots with its recorded sha256.
+    """
+    Load a manifest and (with `verify`) check every file exists under the roots with its recorded sha256.
 
     Roots default to the ones stored in the manifest; the returned manifest carries the roots used.
     """

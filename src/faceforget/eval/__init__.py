@@ -1,0 +1,1 @@
+"""Evaluation: embedding, k-NN, pure metrics, the retrieval protocol, audits."""

@@ -1,4 +1,5 @@
-"""Batched, no-grad embedding of image records, optionally keeping the frozen prefix's activations.
+"""
+Batched, no-grad embedding of image records, optionally keeping the frozen prefix's activations.
 
 Keeping the activations at block `capture_at` lets a fine-tuned model whose earlier blocks are
 unchanged be re-evaluated by running only its suffix (`embed_from_prefix`).

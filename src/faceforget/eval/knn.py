@@ -1,4 +1,5 @@
-"""k-NN backends behind one signature: exact chunked top-k (torch) and FAISS IndexFlatIP.
+"""
+k-NN backends behind one signature: exact chunked top-k (torch) and FAISS IndexFlatIP.
 
 Both take L2-normalised float32 arrays, score by inner product (= cosine) and return float32 scores and
 int64 gallery indices of shape (nq, k), best first. `exclude[i]` (-1 for none) is a gallery index left
@@ -72,7 +73,8 @@ def exact_topk(
     exclude: np.ndarray | None = None,
     chunk_size: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k, `chunk_size` queries at a time; ties go to the lower gallery index.
+    """
+    Exact inner-product top-k, `chunk_size` queries at a time; ties go to the lower gallery index.
 
     Scores are accumulated in float64 and rounded to float32, so they do not depend on the chunking.
     """
@@ -99,7 +101,8 @@ def faiss_topk(
     exclude: np.ndarray | None = None,
     chunk_size: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS IndexFlatIP top-k, `chunk_size` queries at a time, ordered by score then gallery index.
+    """
+    FAISS IndexFlatIP top-k, `chunk_size` queries at a time, ordered by score then gallery index.
 
     Which of several items tied at the k-th place is kept is up to FAISS.
     """

@@ -1,4 +1,5 @@
-"""Pure retrieval and verification metrics on cosine similarity (numpy in, floats or arrays out).
+"""
+Pure retrieval and verification metrics on cosine similarity (numpy in, floats or arrays out).
 
 Ties: cosine scores are computed in float64 and rounded to float32; equal float32 scores are a tie.
 No metric depends on the gallery order. AP groups a tie into one threshold, exactly as
@@ -58,7 +59,8 @@ def _log_none_drawn(n: np.ndarray, r: np.ndarray, m: np.ndarray) -> np.ndarray:
 def _rank_chunk(
     scores: np.ndarray, rel: np.ndarray, n_rel: np.ndarray, n_gal: np.ndarray, ks: Sequence[int], w: int
 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """AP, expected AP@R and expected hits for rows of scores (excluded items at -inf, not relevant).
+    """
+    AP, expected AP@R and expected hits for rows of scores (excluded items at -inf, not relevant).
 
     MAP@R looks at the first `w` >= max(n_rel) places; w is fixed per call so sums do not depend on chunks.
     """
@@ -106,7 +108,8 @@ def rank_queries(
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = 512,
 ) -> QueryMetrics:
-    """Rank the gallery for every query by cosine, `chunk_size` queries at a time.
+    """
+    Rank the gallery for every query by cosine, `chunk_size` queries at a time.
 
     `exclude[i]` (-1 for none) is a gallery index left out of query i's ranking (leave-one-out).
     """

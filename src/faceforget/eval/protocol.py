@@ -1,4 +1,5 @@
-"""The retrieval protocol: forget / retain queries on held-out photos, and the "seen" variants.
+"""
+The retrieval protocol: forget / retain queries on held-out photos, and the "seen" variants.
 
 Held-out: every `*_test` image queries all other `*_test` images plus the distractors
 (leave-one-out). Seen: every `*_train` image queries the other train images. Each group reports

@@ -1,0 +1,1 @@
+"""FAISS gallery index and its atomic rebuild after a model change."""

@@ -1,4 +1,5 @@
-"""The FAISS side of the gallery: unit-normalised float32 input and the two index kinds, `flat` and `ivf`.
+"""
+The FAISS side of the gallery: unit-normalised float32 input and the two index kinds, `flat` and `ivf`.
 
 `flat` is exact: `IndexIDMap2(IndexFlatIP)`. `ivf` is `IndexIVFFlat` with inner product and spherical
 k-means; `nlist = min(4*sqrt(n), n // 39)` (at least 1) so every centroid has >= 39 training points and a

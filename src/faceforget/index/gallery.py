@@ -1,4 +1,5 @@
-"""FAISS gallery: L2-normalised float32 embeddings (cosine = inner product) plus one metadata row each.
+"""
+FAISS gallery: L2-normalised float32 embeddings (cosine = inner product) plus one metadata row each.
 
 Index kinds (`faiss_index.py`): exact `flat` by default; `auto` switches to `ivf` above `ivf_threshold`
 rows. Deletes rebuild the index from the retained vectors, so a deleted person's vectors are absent from
@@ -79,7 +80,7 @@ class Gallery:
                              f"{len(records)} records, {len(set(ids))} unique of {len(ids)} ids")
         if kind == "auto":
             kind = "ivf" if len(vectors) > ivf_threshold else "flat"
-        rows = [Row(i, str(r.path), str(r.identity)) for i, r in zip(ids, records)]
+        rows = [Row(i, str(r.path), str(r.identity)) for i, r in zip(ids, records, strict=True)]
         index = make_index(vectors, np.asarray(ids, dtype=np.int64), kind, nprobe)
         return cls(index, rows, model_fingerprint=model_fingerprint, kind=kind, nprobe=nprobe,
                    root=None if root is None else str(root))
@@ -113,7 +114,8 @@ class Gallery:
         return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int, *, batch_size: int = 4096) -> list[list[Hit]]:
-        """Top-`k` rows by cosine per query, best first, `batch_size` queries per FAISS call.
+        """
+        Top-`k` rows by cosine per query, best first, `batch_size` queries per FAISS call.
 
         Fewer than `k` hits come back when the gallery is smaller, or (IVF) the probed lists hold fewer rows.
         """
@@ -126,8 +128,8 @@ class Gallery:
         hits: list[list[Hit]] = []
         for start in range(0, len(q), batch_size):
             scores, ids = self._index.search(q[start:start + batch_size], k)
-            for row_scores, row_ids in zip(scores, ids):
-                found = [(self._rows[int(i)], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]
+            for row_scores, row_ids in zip(scores, ids, strict=True):
+                found = [(self._rows[int(i)], float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0]
                 hits.append([Hit(r.id, r.identity, r.path, s) for r, s in found])
         return hits
 

@@ -1,4 +1,5 @@
-"""Re-embed every gallery image with a new model and swap the gallery atomically.
+"""
+Re-embed every gallery image with a new model and swap the gallery atomically.
 
 The old version stays live until the new one is completely written (see `store.py`): a crash while
 embedding writes nothing, a crash while saving leaves an unreferenced folder that the next save removes,
@@ -22,7 +23,8 @@ EmbedFn = Callable[[list[Path]], np.ndarray]
 def rebuild(gallery_dir: str | os.PathLike, embed_fn: EmbedFn, *, model_fingerprint: str,
             batch_size: int = 256, progress: bool = True,
             on_batch: Callable[[int], None] | None = None) -> Gallery:
-    """Embed the live gallery's images with `embed_fn` in batches, save as the new live version, return it.
+    """
+    Embed the live gallery's images with `embed_fn` in batches, save as the new live version, return it.
 
     `on_batch(n)` is called after the n-th batch is embedded (progress reporting; tests raise from it).
     """

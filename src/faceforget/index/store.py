@@ -1,4 +1,5 @@
-"""Versioned gallery folder: each save fills a fresh `vNNNNNN/` subfolder, then atomically switches `CURRENT`.
+"""
+Versioned gallery folder: each save fills a fresh `vNNNNNN/` subfolder, then atomically switches `CURRENT`.
 
 Layout: `<dir>/CURRENT` (one line naming the live version) and `<dir>/v000001/`, `<dir>/v000002/`, ...
 A version folder is invisible to readers until `CURRENT` names it, and `CURRENT` is replaced with

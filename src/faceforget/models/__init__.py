@@ -1,0 +1,1 @@
+"""Models: registry, the dlib ResNet port, checkpoints; each model declares its preprocessing."""

@@ -13,7 +13,8 @@ FORMAT = "faceforget-model-v1"
 
 
 def save_checkpoint(model: FaceModel, path: str | Path, base: str, extra: dict | None = None) -> str:
-    """Atomically write `model`'s weights plus its base architecture name; returns the file's sha256.
+    """
+    Atomically write `model`'s weights plus its base architecture name; returns the file's sha256.
 
     A `<path>.sha256` sidecar records the checksum that `load_checkpoint` verifies.
     """
@@ -33,7 +34,7 @@ def save_checkpoint(model: FaceModel, path: str | Path, base: str, extra: dict |
 
 def load_checkpoint(path: str | Path) -> FaceModel:
     """Rebuild a FaceModel from `save_checkpoint` output (weights_only load; checksum checked if present)."""
-    from faceforget.models.registry import MODEL_REGISTRY, load_model
+    from faceforget.models.registry import load_model
 
     path = Path(path)
     sidecar = path.with_name(path.name + ".sha256")
@@ -42,9 +43,7 @@ def load_checkpoint(path: str | Path) -> FaceModel:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a faceforget model checkpoint (expected format {FORMAT!r})")
     base = state["base"]
-    if base not in MODEL_REGISTRY and base != "dlib":
-        raise ValueError(f"{path}: base model {base!r} is not a registered model")
-    model = load_model(base)
+    model = load_model(base)  # a registered name; unknown names raise with the valid choices
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit base model {base!r} (missing {missing}, unexpected {unexpected})")

@@ -1,4 +1,5 @@
-"""Reader of dlib's `.dat` serialisation of a DNN (`dlib::serialize(net)`) into a plain list of layers.
+"""
+Reader of dlib's `.dat` serialisation of a DNN (`dlib::serialize(net)`) into a plain list of layers.
 
 File layout, as dlib writes a network (verified on `dlib_face_recognition_resnet_model_v1.dat`):
 the loss layer first (`int version=1`, its name and settings), then the layers' *versions* nested from

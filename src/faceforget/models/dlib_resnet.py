@@ -1,4 +1,5 @@
-"""dlib's face recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`) as a trainable nn.Module.
+"""
+dlib's face recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`) as a trainable nn.Module.
 
 The network is dlib's `dnn_face_recognition_ex` anet_type: conv 7x7/2 -> affine -> relu -> max-pool 3x3/2,
 14 residual blocks (stride-2 "down" blocks use a 2x2/2 average-pool skip), global mean, fc 256->128

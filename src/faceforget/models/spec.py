@@ -10,7 +10,8 @@ from torch import nn
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Input contract of a face model.
+    """
+    Input contract of a face model.
 
     Images enter the model as float RGB in [0, 255], NCHW, `input_size` (h, w); the model itself
     applies `(x[:, order] - mean) * scale`, so attacks and augmentations work in pixel space.
@@ -49,7 +50,8 @@ class Preprocess:
 
 
 class FaceModel(nn.Module):
-    """A backbone made of an ordered sequence of blocks, with its preprocessing.
+    """
+    A backbone made of an ordered sequence of blocks, with its preprocessing.
 
     `blocks` is the unit of trainable-layer selection and prefix caching: block i's output feeds
     block i+1 and the last block returns the raw (unnormalised) embedding.

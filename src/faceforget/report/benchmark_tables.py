@@ -33,11 +33,11 @@ def _cell(values: list[float], digits: int) -> str:
 
 
 def benchmark_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: per method (in first-seen order) the mean +- std over seeds of every column."""
-    methods = list(dict.fromkeys(r["method"] for r in results))
+    """Header and rows: per row (method or named variant, first-seen order) the mean +- std over seeds."""
+    methods = list(dict.fromkeys(r.get("row", r["method"]) for r in results))
     rows = []
     for method in methods:
-        runs = [r for r in results if r["method"] == method]
+        runs = [r for r in results if r.get("row", r["method"]) == method]
         cells = [_cell([_get(r, path) for r in runs], 0 if name == "wall s" else 3) for name, path in COLUMNS]
         rows.append([method, str(len(runs)), *cells])
     chance = [r for r in results if "unlearned" in r][:1]

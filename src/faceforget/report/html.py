@@ -1,4 +1,5 @@
-"""The HTML report: one self-contained file (inline CSS, PNGs as data URIs, no scripts, nothing external).
+"""
+The HTML report: one self-contained file (inline CSS, PNGs as data URIs, no scripts, nothing external).
 
 `write_report` builds the report dict once (`inputs.report_data`) and writes report.html, report.md,
 report.json and figures/*.png from it, each atomically.
@@ -145,7 +146,8 @@ def _jsonable(x: object) -> object:
 
 
 def write_report(inputs: ReportInputs, out_dir: str | os.PathLike, seed: int = 0) -> dict:
-    """Write report.html, report.md, report.json and figures/<name>.png to `out_dir`; return the report dict.
+    """
+    Write report.html, report.md, report.json and figures/<name>.png to `out_dir`; return the report dict.
 
     Everything is rendered before the first write, and each file is replaced atomically.
     """

@@ -1,4 +1,5 @@
-"""What a report shows: `ReportInputs` (a run's raw outputs) and `report_data`, the dict every format reads.
+"""
+What a report shows: `ReportInputs` (a run's raw outputs) and `report_data`, the dict every format reads.
 
 The report dict (JSON-ready except "figures"):
     title        str
@@ -41,10 +42,12 @@ FIGURE_CAPTIONS = {
 
 @dataclass
 class ReportInputs:
-    """A run's outputs: metrics.json, config.json, the split, embeddings aligned with its records, and extras.
+    """
+    A run's outputs: metrics.json, config.json, the split, embeddings aligned with its records, and extras.
 
-    `audits` is `report.tables.audit_summary` of `eval.audits.run_audits`' output; `points` are other runs' trade-off points (other methods
-    or seeds, from `plots.tradeoff_point`); the trade-off plot is drawn when there is more than one point.
+    `audits` is `report.tables.audit_summary` of `eval.audits.run_audits`' output; `points` are other
+    runs' trade-off points (other methods or seeds, from `plots.tradeoff_point`); the trade-off plot is
+    drawn when there is more than one point.
     """
 
     metrics: dict

@@ -1,4 +1,5 @@
-"""Report figures: `matplotlib.figure.Figure` objects on an Agg canvas (pyplot's global state is never used).
+"""
+Report figures: `matplotlib.figure.Figure` objects on an Agg canvas (pyplot's global state is never used).
 
 Large sets are subsampled with a seeded numpy generator so every figure renders in well under a second.
 """
@@ -48,7 +49,8 @@ def tradeoff_point(metrics: Mapping[str, object]) -> dict[str, object]:
 
 
 def tradeoff_scatter(points: Sequence[Mapping[str, object]]) -> Figure:
-    """Forget mAP (x, lower is better) vs retain mAP (y) after unlearning, one labelled point per run.
+    """
+    Forget mAP (x, lower is better) vs retain mAP (y) after unlearning, one labelled point per run.
 
     Each point: {"label", "forget_mAP", "retain_mAP"} and optionally "method" (colour), "original"
     (the original model's (forget, retain) mAP, drawn as a star) and "chance" (forget chance mAP, a line).

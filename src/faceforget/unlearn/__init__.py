@@ -1,0 +1,1 @@
+"""Unlearning: the engine, losses, margin heads and the method registry."""

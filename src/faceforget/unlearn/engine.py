@@ -1,4 +1,5 @@
-"""The one training loop every unlearning method plugs into.
+"""
+The one training loop every unlearning method plugs into.
 
 Owns: trainable-layer selection, the cached frozen prefix (view banks), batch sampling, optimiser and
 LR schedule, gradient masks, progress with live losses, atomic checkpoints and exact resume.
@@ -110,7 +111,8 @@ def run_engine(
     checkpoint_path: str | Path | None = None, signature: str = "", progress: bool = True,
     on_step: StepCallback | None = None, banks: tuple[ViewBank, ViewBank] | None = None,
 ) -> EngineResult:
-    """Unlearn: copy `original`, train its selected blocks with `method`'s losses, return the copy.
+    """
+    Unlearn: copy `original`, train its selected blocks with `method`'s losses, return the copy.
 
     `original` is never modified. With `checkpoint_path` and `cfg.checkpoint_every`, a run that is
     killed resumes from its last checkpoint (whose `signature` must match) to identical weights.
@@ -194,7 +196,7 @@ def _resume(path: str | Path | None, signature: str, ctx: MethodContext, optimiz
                          "delete it or use a new run folder")
     ctx.model.load_state_dict(state["model"])
     with torch.no_grad():
-        for p, saved in zip(ctx.extra_params, state["extra_params"]):
+        for p, saved in zip(ctx.extra_params, state["extra_params"], strict=True):
             p.copy_(saved)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -1,4 +1,5 @@
-"""CosFace / ArcFace margin heads over normalised embeddings, fitted once on frozen embeddings (BASELINES C1).
+"""
+CosFace / ArcFace margin heads over normalised embeddings, fitted once on frozen embeddings (BASELINES C1).
 
 Face models ship without a classifier, so the classifier-style baselines train against a head whose
 rows start at the normalised class means and are then fitted with Adam (rows only, full batch).
@@ -113,7 +114,8 @@ def _fit(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, s: floa
 def fit_head(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int, s: float = 30.0, m: float = 0.35,
              kind: HeadKind = "cosface", lr: float = 1e-2, epochs: int = 200, seed: int = 0,
              trainable: bool = False) -> tuple[MarginHead, dict]:
-    """A margin head fitted on frozen embeddings (cached per process on their hash) and its report.
+    """
+    A margin head fitted on frozen embeddings (cached per process on their hash) and its report.
 
     Every call returns a fresh copy, so a trainable head never leaks into the next method's run.
     """

@@ -13,7 +13,8 @@ def _zero_like_graph(z: torch.Tensor) -> torch.Tensor:
 
 
 def uniformity_loss(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
-    """log mean_{i != j} exp(-t ||z_i - z_j||^2) over L2-normalised rows (Wang & Isola, arXiv 2005.10242).
+    """
+    Log mean_{i != j} exp(-t ||z_i - z_j||^2) over L2-normalised rows (Wang & Isola, arXiv 2005.10242).
 
     Lower = more uniformly spread; a batch of fewer than 2 rows gives 0.
     """
@@ -30,7 +31,8 @@ def hard_margin_loss(
     z: torch.Tensor, labels: torch.Tensor, margin: float = 0.1, beta: float = 20.0,
     negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over anchors of softplus(beta (max_pos - max_neg + margin)) / beta (cosine similarities).
+    """
+    Mean over anchors of softplus(beta (max_pos - max_neg + margin)) / beta (cosine similarities).
 
     max_pos: most similar other row with the anchor's label; max_neg: most similar row of another
     label among `z` and the optional extra `negatives` (e.g. retain embeddings). Anchors with no
@@ -69,7 +71,8 @@ def relational_loss(z: torch.Tensor, z_original: torch.Tensor) -> torch.Tensor:
 
 
 def centroid_repulsion_loss(z: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Mean positive cosine between each embedding and its identity's (frozen, normalised) centroid.
+    """
+    Mean positive cosine between each embedding and its identity's (frozen, normalised) centroid.
 
     Pushes forget embeddings off the place where a gallery would look for that identity.
     """
@@ -79,14 +82,14 @@ def centroid_repulsion_loss(z: torch.Tensor, labels: torch.Tensor, centroids: to
 
 
 def cosface_logits(cos: torch.Tensor, labels: torch.Tensor | None, s: float, m: float) -> torch.Tensor:
-    """s * (cos - m [j = label]); labels None gives the plain logits s * cos."""
+    """S * (cos - m [j = label]); labels None gives the plain logits s * cos."""
     if labels is None:
         return s * cos
     return s * (cos - m * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
 
 
 def arcface_logits(cos: torch.Tensor, labels: torch.Tensor | None, s: float, m: float) -> torch.Tensor:
-    """s * cos(theta_j + m [j = label]) with theta = acos(cos) (Deng et al., arXiv 1801.07698); None: s * cos."""
+    """S * cos(theta_j + m [j = label]) with theta = acos(cos) (Deng et al., arXiv 1801.07698); None: s * cos."""
     if labels is None:
         return s * cos
     theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))

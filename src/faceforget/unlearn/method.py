@@ -24,7 +24,8 @@ class MethodParams(BaseModel):
 
 @dataclass
 class ViewBank:
-    """Every view (clean + augmented copies) of one stream's images, ready for the trainable suffix.
+    """
+    Every view (clean + augmented copies) of one stream's images, ready for the trainable suffix.
 
     `inputs` are prefix activations (or float pixels when the whole net trains); `original` holds the
     frozen original model's L2-normalised embedding of each view; `image` maps a view to its image.

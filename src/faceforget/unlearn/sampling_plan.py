@@ -38,7 +38,7 @@ def draw_indices(
 
 
 def _balanced(rng: np.random.Generator, labels: np.ndarray, cfg: EngineConfig) -> np.ndarray:
-    """m views for each of P forget identities (all identities when P is None)."""
+    """M views for each of P forget identities (all identities when P is None)."""
     ids = np.unique(labels)
     if cfg.forget_identities_per_batch is not None and cfg.forget_identities_per_batch < len(ids):
         ids = rng.choice(ids, size=cfg.forget_identities_per_batch, replace=False)

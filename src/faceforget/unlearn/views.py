@@ -16,7 +16,8 @@ def build_view_bank(
     original: FaceModel, pixels: torch.Tensor, labels: torch.Tensor, *, views: int, augment_cfg: AugmentConfig,
     start: int, seed: int, stream: str, batch_size: int = 64, progress: bool = True,
 ) -> ViewBank:
-    """`views` views per image (view 0 clean), as prefix activations at block `start` (uint8 pixels if 0).
+    """
+    `views` views per image (view 0 clean), as prefix activations at block `start` (uint8 pixels if 0).
 
     Row order is image-major (row = image * views + view), so a view maps back to its image.
     """

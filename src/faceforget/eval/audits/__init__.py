@@ -1,4 +1,5 @@
-"""Audits: attacks on the forgetting, run on the original and the unlearned model's embeddings.
+"""
+Audits: attacks on the forgetting, run on the original and the unlearned model's embeddings.
 
 - `ReEnrolAudit` (reenrol.py): enrol held-out photos of a forgotten person, search with the others.
 - `LinearProbeAudit` (probe.py): train a linear classifier on forget_train, test on forget_test.

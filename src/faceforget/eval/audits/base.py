@@ -63,7 +63,8 @@ class AuditInputs:
 
 @dataclass(frozen=True)
 class AuditResult:
-    """An audit's aggregate `value`, its `chance` level, per-query or per-identity values, extra numbers.
+    """
+    An audit's aggregate `value`, its `chance` level, per-query or per-identity values, extra numbers.
 
     `item_labels` names the identity of each `per_item` entry.
     """

@@ -1,4 +1,5 @@
-"""Embedding-space membership inference: tell the photos the unlearning saw from held-out ones.
+"""
+Embedding-space membership inference: tell the photos the unlearning saw from held-out ones.
 
 Why: a forgetting that holds only for the forget-set photos themselves (it scrambles what it was shown)
 leaves those photos anomalous, which both reveals who was forgotten and says the identity itself was not.

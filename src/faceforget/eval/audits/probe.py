@@ -1,4 +1,5 @@
-"""Linear-probe recovery: whether a linear map still reads the forgotten identities out of the embedding.
+"""
+Linear-probe recovery: whether a linear map still reads the forgotten identities out of the embedding.
 
 Why: dispersion may destroy the nearest-neighbour structure a gallery relies on while the identity stays
 linearly decodable; an attacker with a few labelled photos of each person can then train a classifier on

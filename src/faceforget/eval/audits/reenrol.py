@@ -1,4 +1,5 @@
-"""Re-enrolment attack: enrol new photos of a forgotten person, then search the gallery with other photos.
+"""
+Re-enrolment attack: enrol new photos of a forgotten person, then search the gallery with other photos.
 
 Why: deleting a person's gallery rows does nothing once someone enrols a fresh photo of them; the attack
 checks that the *model* no longer links held-out photos of a forgotten identity to each other. This is

@@ -1,4 +1,5 @@
-"""Verification threshold attack: whether a deployed 1:1 verifier still accepts a forgotten person's pairs.
+"""
+Verification threshold attack: whether a deployed 1:1 verifier still accepts a forgotten person's pairs.
 
 Why: a face-verification service keeps the threshold it calibrated on the original model. If genuine pairs
 of a forgotten identity still score above it after unlearning, the person remains verifiable (and

@@ -1,4 +1,5 @@
-"""Boundary Expanding (BE): map every forget image to an added shadow class, then drop that class.
+"""
+Boundary Expanding (BE): map every forget image to an added shadow class, then drop that class.
 
 Chen, Gao, Liu, Peng, Wang, "Boundary Unlearning: Rapid Forgetting of Deep Networks via Shifting the
 Decision Boundary", CVPR 2023 (arXiv 2303.11570). Reference code: TY-LEE-KR/Boundary-Unlearning-Code

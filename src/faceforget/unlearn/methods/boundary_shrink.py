@@ -1,4 +1,5 @@
-"""Boundary Shrink (BS): relabel each forget image with its nearest wrong identity, found by FGSM.
+"""
+Boundary Shrink (BS): relabel each forget image with its nearest wrong identity, found by FGSM.
 
 Chen, Gao, Liu, Peng, Wang, "Boundary Unlearning: Rapid Forgetting of Deep Networks via Shifting the
 Decision Boundary", CVPR 2023 (arXiv 2303.11570). Reference code: TY-LEE-KR/Boundary-Unlearning-Code
@@ -67,7 +68,7 @@ class BoundaryShrink(HeadMethod):
         pixels = ctx.forget_pixels.permute(0, 3, 1, 2).float()
         size, eps = ctx.config.batch_size_embed, self.params.bs_eps_pixels * 255
         logits = torch.cat([fgsm_logits(ctx.original, self.head(ctx), x, y, eps)
-                            for x, y in zip(pixels.split(size), labels.split(size))])
+                            for x, y in zip(pixels.split(size), labels.split(size), strict=True)])
         raw = logits.argmax(1)
         targets = raw
         if self.params.bs_neighbour_pool == "retain":

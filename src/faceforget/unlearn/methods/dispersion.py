@@ -1,4 +1,5 @@
-"""Dispersion (ours): scatter the forget identities' embeddings over the hypersphere, keep the rest.
+"""
+Dispersion (ours): scatter the forget identities' embeddings over the hypersphere, keep the rest.
 
 Face identity unlearning for retrieval via embedding dispersion, Zakharov, arXiv 2512.13317 (2025).
 The paper's equations are not public; this is faceforget's formulation (DESIGN.md, "Methods"):

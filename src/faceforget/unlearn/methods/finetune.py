@@ -1,4 +1,5 @@
-"""Fine-tune on retain (FT): train on the retain images only; forgetting comes from interference.
+"""
+Fine-tune on retain (FT): train on the retain images only; forgetting comes from interference.
 
 Warnecke et al., "Machine Unlearning of Features and Labels", NDSS 2023 (arXiv 2108.11577); Golatkar
 et al. 2020 (arXiv 1911.04933); the FT baseline of Jia et al. 2023 (arXiv 2304.04934) and Fan et al.

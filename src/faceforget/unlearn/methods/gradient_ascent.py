@@ -1,4 +1,5 @@
-"""Gradient Ascent (GA, "NegGrad"): maximise the classification loss of the forget images.
+"""
+Gradient Ascent (GA, "NegGrad"): maximise the classification loss of the forget images.
 
 Thudi et al., "Unrolling SGD", IEEE EuroS&P 2022 (arXiv 2109.13398); the NegGrad baseline of Golatkar
 et al. 2020 (arXiv 1911.04933). Reference code: OPTML-Group/Unlearn-Sparse

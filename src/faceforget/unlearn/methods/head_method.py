@@ -36,7 +36,8 @@ def n_images(bank: ViewBank) -> int:
 
 
 def n_epochs(total_steps: int, pass_steps: int) -> int:
-    """Epochs in a run: round(total steps / steps of one pass over our data), at least 1.
+    """
+    Epochs in a run: round(total steps / steps of one pass over our data), at least 1.
 
     Exact under the "epochs" steps policy; under "match_reference" an epoch is still about one pass.
     """

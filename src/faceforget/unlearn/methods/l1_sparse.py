@@ -1,4 +1,5 @@
-"""L1-sparse unlearning: fine-tune on retain with a linearly decaying L1 penalty on the weights.
+"""
+L1-sparse unlearning: fine-tune on retain with a linearly decaying L1 penalty on the weights.
 
 Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023 (arXiv 2304.04934), their
 sparsity-aware unlearning. Reference code: OPTML-Group/Unlearn-Sparse

@@ -1,4 +1,5 @@
-"""NegGrad+: descend the retain loss and ascend the forget loss, with a pull toward the original weights.
+"""
+NegGrad+: descend the retain loss and ascend the forget loss, with a pull toward the original weights.
 
 Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlearning", NeurIPS 2023
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)

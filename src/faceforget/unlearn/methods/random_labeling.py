@@ -1,4 +1,5 @@
-"""Random Labeling (RL): fine-tune on forget images with random identity labels plus retain images.
+"""
+Random Labeling (RL): fine-tune on forget images with random identity labels plus retain images.
 
 Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (arXiv 1911.04933); Graves et al.,
 "Amnesiac Machine Learning", AAAI 2021 (arXiv 2010.10981). Reference code: OPTML-Group/Unlearn-Saliency

@@ -1,4 +1,5 @@
-"""Reference optimiser, batch and step budget of each baseline, as EngineConfig settings (BASELINES C6-C9, §11).
+"""
+Reference optimiser, batch and step budget of each baseline, as EngineConfig settings (BASELINES C6-C9, §11).
 
 `steps_policy`: "match_reference" takes the reference code's optimiser-step count (§11), because our
 forget sets are 10-50x smaller than the papers' and equal epochs would mean far fewer steps (C7);
@@ -19,7 +20,8 @@ HFLIP_ONLY = {"hflip": True, "max_shift": 0.0, "max_rotate_deg": 0.0, "scale_ran
 
 @dataclass(frozen=True)
 class ReferenceRecipe:
-    """How the reference code trains one method.
+    """
+    How the reference code trains one method.
 
     `loader`: what one epoch passes over. forget / retain: that set; mixed: one shuffled pass over
     both (batch `batch`); paired: one retain batch (`batch`) plus one forget batch (`forget_batch`)
@@ -48,7 +50,8 @@ class ReferenceRecipe:
         return max(1, self.epochs * per_epoch[self.loader] + extra)
 
     def engine(self, n_forget: int, n_retain: int, policy: StepsPolicy = "match_reference") -> dict:
-        """EngineConfig keys (optimiser, schedule, sampler, batches, views, steps) for our set sizes.
+        """
+        EngineConfig keys (optimiser, schedule, sampler, batches, views, steps) for our set sizes.
 
         Batches are capped at the set size, as a reference loader's only batch would be.
         """

@@ -1,4 +1,5 @@
-"""SalUn: Random Labeling restricted to the weights most salient for the forget loss.
+"""
+SalUn: Random Labeling restricted to the weights most salient for the forget loss.
 
 Fan, Liu, Zhang, Wong, Wei, Liu, "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency
 in Both Image Classification and Generation", ICLR 2024 (arXiv 2310.12508). Reference code:
@@ -40,7 +41,7 @@ def saliency_mask(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, to
     keep = torch.zeros_like(flat)
     keep[torch.argsort(flat, descending=True, stable=True)[: int(ratio * flat.numel())]] = 1
     parts = keep.split([s.numel() for s in scores.values()])
-    return {name: part.view_as(s) for (name, s), part in zip(scores.items(), parts)}
+    return {name: part.view_as(s) for (name, s), part in zip(scores.items(), parts, strict=True)}
 
 
 class SalUn(RandomLabeling):
@@ -59,7 +60,7 @@ class SalUn(RandomLabeling):
         ctx.model.eval()
         for idx in ctx.forget.clean().split(ctx.config.forget_batch):
             grads = torch.autograd.grad(-self.ce(ctx, ctx.forget.take(idx)), list(params.values()), allow_unused=True)
-            for name, g in zip(params, grads):
+            for name, g in zip(params, grads, strict=True):
                 if g is not None:
                     saliency[name] += g
         ctx.model.train(training)

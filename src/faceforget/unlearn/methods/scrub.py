@@ -1,4 +1,5 @@
-"""SCRUB: alternate max-steps (move away from the teacher on forget) and min-steps (stay close on retain).
+"""
+SCRUB: alternate max-steps (move away from the teacher on forget) and min-steps (stay close on retain).
 
 Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlearning", NeurIPS 2023
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)
