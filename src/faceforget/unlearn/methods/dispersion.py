@@ -16,10 +16,13 @@ Defaults were chosen on seed 0 of the LFW protocol (benchmarks/RESULTS.md, ablat
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from faceforget.seeding import torch_generator
 from faceforget.unlearn.losses import (
     centroid_repulsion_loss,
     hard_margin_loss,
@@ -27,7 +30,9 @@ from faceforget.unlearn.losses import (
     relational_loss,
     uniformity_loss,
 )
+from faceforget.unlearn.masks import mask_density, summed_gradients, top_fraction_mask
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, UnlearningMethod
+from faceforget.unlearn.trainable import trainable_named_parameters
 
 
 class DispersionParams(MethodParams):
@@ -42,6 +47,9 @@ class DispersionParams(MethodParams):
     margin: float = Field(0.1, ge=0, le=2, description="hard-term margin in cosine")
     beta: float = Field(20.0, gt=0, description="sharpness of the smooth hinge")
     retain_negatives: bool = Field(True, description="retain embeddings count as hard-term negatives")
+    mask_ratio: float = Field(1.0, gt=0, le=1, description="fraction of trainable weights allowed to change, "
+                              "ranked by forget saliency / retain sensitivity (1 = all)")
+    mask_retain_views: int = Field(1024, ge=1, description="retain views used to estimate the sensitivity")
 
 
 class Dispersion(UnlearningMethod):
@@ -51,12 +59,50 @@ class Dispersion(UnlearningMethod):
     Params = DispersionParams
 
     def setup(self, ctx: MethodContext) -> None:
-        """Frozen, normalised centroid of each forget identity from the original clean views."""
+        """Frozen, normalised centroid of each forget identity; the selective weight mask if asked for."""
         clean = ctx.forget.clean()
         labels, emb = ctx.forget.labels[clean], ctx.forget.original[clean]
         centroids = torch.zeros(ctx.n_identities, emb.shape[1])
         centroids.index_add_(0, labels, emb)
         ctx.state["centroids"] = F.normalize(centroids, dim=1)
+        if self.params.mask_ratio < 1:
+            ctx.param_mask = self._selective_mask(ctx)
+            ctx.state["mask_density"] = mask_density(ctx.param_mask)
+
+    def _selective_mask(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
+        """
+        Weights where the forget objective pulls hardest relative to how much retain embeddings depend on them.
+
+        Score = |grad of the forget terms on clean forget views| / sqrt(retain sensitivity), the sensitivity
+        being a Hutchinson estimate of the squared Jacobian of retain embeddings (random unit probes).
+        """
+        params = trainable_named_parameters(ctx.model)
+        forget = ctx.forget.take(ctx.forget.clean())
+        pull = summed_gradients(params, [sum(self._forget_terms(ctx.embed(forget), forget.labels, None, ctx).values())])
+        gen = torch_generator(ctx.seed, "dispersion-mask")
+        rows = torch.randperm(len(ctx.retain), generator=gen)[: self.params.mask_retain_views]
+
+        def probes() -> Iterator[torch.Tensor]:
+            for idx in rows.split(256):
+                z = ctx.embed(ctx.retain.take(idx))
+                yield (z * F.normalize(torch.randn(z.shape, generator=gen), dim=1)).sum()
+
+        sensitivity = summed_gradients(params, probes(), square=True)
+        floor = torch.cat([s.flatten() for s in sensitivity.values()]).mean() * 1e-3
+        scores = {n: pull[n].abs() / (sensitivity[n] + floor).sqrt() for n in params}
+        return top_fraction_mask(scores, self.params.mask_ratio)
+
+    def _forget_terms(self, z_f: torch.Tensor, labels: torch.Tensor, negatives: torch.Tensor | None,
+                      ctx: MethodContext) -> LossTerms:
+        p = self.params
+        terms: LossTerms = {}
+        if p.a:
+            terms["unif"] = p.a * uniformity_loss(z_f, p.t)
+        if p.b:
+            terms["hard"] = p.b * hard_margin_loss(z_f, labels, p.margin, p.beta, negatives)
+        if p.e:
+            terms["centroid"] = p.e * centroid_repulsion_loss(z_f, labels, ctx.state["centroids"])
+        return terms
 
     def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:
         """The weighted terms of the dispersion objective for one batch."""
@@ -64,14 +110,8 @@ class Dispersion(UnlearningMethod):
         terms: LossTerms = {}
         z_r = ctx.embed(batch.retain) if batch.retain is not None else None
         if batch.forget is not None:
-            z_f = ctx.embed(batch.forget)
             negatives = z_r.detach() if (p.retain_negatives and z_r is not None) else None
-            if p.a:
-                terms["unif"] = p.a * uniformity_loss(z_f, p.t)
-            if p.b:
-                terms["hard"] = p.b * hard_margin_loss(z_f, batch.forget.labels, p.margin, p.beta, negatives)
-            if p.e:
-                terms["centroid"] = p.e * centroid_repulsion_loss(z_f, batch.forget.labels, ctx.state["centroids"])
+            terms |= self._forget_terms(ctx.embed(batch.forget), batch.forget.labels, negatives, ctx)
         if z_r is not None:
             if p.c:
                 terms["keep"] = p.c * keep_loss(z_r, batch.retain.original)

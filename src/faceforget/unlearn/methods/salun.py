@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from pydantic import Field
 
+from faceforget.unlearn.masks import mask_density, summed_gradients, top_fraction_mask
 from faceforget.unlearn.method import MethodContext
 from faceforget.unlearn.methods.random_labeling import RandomLabeling, RandomLabelingParams
 from faceforget.unlearn.trainable import trainable_named_parameters
@@ -33,15 +33,6 @@ class SalUnParams(RandomLabelingParams):
     """SalUn knobs (RL's plus the mask ratio)."""
 
     ratio: float = Field(0.5, gt=0, le=1, description="fraction of trainable weights the update may change")
-
-
-def saliency_mask(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
-    """1 for the floor(ratio * P) largest scores ranked over all tensors together, else 0 (same shapes)."""
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    keep = torch.zeros_like(flat)
-    keep[torch.argsort(flat, descending=True, stable=True)[: int(ratio * flat.numel())]] = 1
-    parts = keep.split([s.numel() for s in scores.values()])
-    return {name: part.view_as(s) for (name, s), part in zip(scores.items(), parts, strict=True)}
 
 
 class SalUn(RandomLabeling):
@@ -55,17 +46,12 @@ class SalUn(RandomLabeling):
         """Fit the head, then build the mask from forget-loss gradients at the original weights."""
         super().setup(ctx)
         params = trainable_named_parameters(ctx.model)
-        saliency = {n: torch.zeros_like(p) for n, p in params.items()}
         training = ctx.model.training
         ctx.model.eval()
-        for idx in ctx.forget.clean().split(ctx.config.forget_batch):
-            grads = torch.autograd.grad(-self.ce(ctx, ctx.forget.take(idx)), list(params.values()), allow_unused=True)
-            for name, g in zip(params, grads, strict=True):
-                if g is not None:
-                    saliency[name] += g
+        batches = ctx.forget.clean().split(ctx.config.forget_batch)
+        saliency = summed_gradients(params, (-self.ce(ctx, ctx.forget.take(idx)) for idx in batches))
         ctx.model.train(training)
-        ctx.param_mask = saliency_mask({n: g.abs() for n, g in saliency.items()}, self.params.ratio)
+        ctx.param_mask = top_fraction_mask({n: g.abs() for n, g in saliency.items()}, self.params.ratio)
         ctx.state["salun_mask"] = ctx.param_mask
-        total = sum(m.numel() for m in ctx.param_mask.values())
-        ctx.state["salun_mask_density"] = sum(float(m.sum()) for m in ctx.param_mask.values()) / total
+        ctx.state["salun_mask_density"] = mask_density(ctx.param_mask)
         ctx.state["salun_mask_layers"] = {n: float(m.mean()) for n, m in ctx.param_mask.items()}
