@@ -103,9 +103,8 @@ def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> Split
 
 def _reference_rows(metrics: dict, seed: int, split_hash: str) -> list[dict]:
     """Original and Gallery delete rows (unchanged model: before == after)."""
-    original = metrics
-    return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": original, "unlearned": original,
-             "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0}}
+    return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": metrics,
+             "unlearned": metrics, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0}}
             for name in REFERENCE_ROWS]
 
 

@@ -1,8 +1,12 @@
-"""Fixtures for the unlearning tests: a toy forget/retain set (the tiny model is in tests/conftest.py)."""
+"""Fixtures for the unlearning tests: a toy forget/retain set and a tiny model trained to tell its ids apart."""
 import pytest
 import torch
 
-from faceforget.unlearn.engine import UnlearnData
+from faceforget.config import EngineConfig
+from faceforget.unlearn.engine import UnlearnData, run_engine
+from faceforget.unlearn.methods.finetune import Finetune
+from faceforget.unlearn.methods.head_method import HeadMethod
+from faceforget.unlearn.methods.reference import HFLIP_ONLY
 
 
 def make_toy_data(n_forget_ids: int = 2, n_retain_ids: int = 4, per_id: int = 4, seed: int = 0) -> UnlearnData:
@@ -30,3 +34,29 @@ def make_toy_data_fixture():
 @pytest.fixture
 def toy_data() -> UnlearnData:
     return make_toy_data()
+
+
+@pytest.fixture(scope="session")
+def toy_data_shared() -> UnlearnData:
+    """One toy set for the module-scoped fixtures (read-only)."""
+    return make_toy_data()
+
+
+class _Supervised(HeadMethod):
+    """Test-only: CE toward the true labels on both streams, to make the random tiny model separate identities."""
+
+    name = "supervised"
+    recipe = Finetune.recipe
+
+    def loss(self, batch, ctx):
+        return {"ce": self.ce(ctx, batch.forget) + self.ce(ctx, batch.retain)}
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(make_tiny_model, toy_data_shared):
+    """The tiny model after 15 supervised steps: its embeddings cluster by toy identity (an 'original' model)."""
+    cfg = EngineConfig(steps=15, optimizer="adam", lr=3e-3, momentum=0.9, schedule="constant", grad_clip=1.0,
+                       sampler="uniform", forget_batch=8, retain_batch=16, forget_views=2, retain_views=2,
+                       augment=HFLIP_ONLY, batch_size_embed=16, trainable="all")
+    params = {"head": {"s": 10.0, "trainable": True}}
+    return run_engine(_Supervised(params), make_tiny_model(), toy_data_shared, cfg, progress=False).model

@@ -12,8 +12,6 @@ from faceforget.unlearn.engine import build_banks, run_engine
 from faceforget.unlearn.losses import distill_kl
 from faceforget.unlearn.method import MethodContext
 from faceforget.unlearn.methods import BASELINES
-from faceforget.unlearn.methods.finetune import Finetune
-from faceforget.unlearn.methods.head_method import HeadMethod
 from faceforget.unlearn.methods.reference import HFLIP_ONLY
 from faceforget.unlearn.registry import get_method
 
@@ -21,16 +19,6 @@ SETUP = {"steps": 30, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "schedule
          "sampler": "uniform", "forget_batch": 8, "retain_batch": 16, "forget_views": 2, "retain_views": 2,
          "augment": HFLIP_ONLY, "batch_size_embed": 16, "trainable": "all"}
 S10 = {"head": {"s": 10.0}}  # a softer head than the default s=30 keeps the tiny model's gradients tame
-
-
-class _Supervised(HeadMethod):
-    """Test-only: CE toward the true labels on both streams, to make the random tiny model separate identities."""
-
-    name = "supervised"
-    recipe = Finetune.recipe
-
-    def loss(self, batch, ctx):
-        return {"ce": self.ce(ctx, batch.forget) + self.ce(ctx, batch.retain)}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,15 +30,13 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def toy(make_toy_data):
-    return make_toy_data()
+def toy(toy_data_shared):
+    return toy_data_shared
 
 
 @pytest.fixture(scope="module")
-def original(make_tiny_model, toy):
-    cfg = EngineConfig(**{**SETUP, "optimizer": "adam", "lr": 3e-3, "steps": 15})
-    params = {"head": {"s": 10.0, "trainable": True}}
-    return run_engine(_Supervised(params), make_tiny_model(), toy, cfg, progress=False).model
+def original(trained_tiny_model):
+    return trained_tiny_model
 
 
 def unlearn(name, original, toy, params=S10, **engine):
