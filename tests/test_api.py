@@ -85,3 +85,18 @@ def test_saved_dlib_checkpoint_round_trips(tmp_path):
     (tmp_path / "m.pt").write_bytes((tmp_path / "m.pt").read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ValueError, match="checksum"):
         load_checkpoint(tmp_path / "m.pt")
+
+
+def test_workspace_prefix_moves_forward_exactly(split, make_tiny_model):
+    from faceforget.config import EvalConfig
+    from faceforget.data.split import load_split
+    from faceforget.eval.embed import embed_from_prefix
+    from faceforget.workspace import prepare
+
+    model = make_tiny_model()
+    ws = prepare(model, "tiny", load_split(split, progress=False), "all", EvalConfig(), progress=False)
+    later = ws.at(2)
+    assert later.start == 2 and later.prefix.shape[0] == len(ws.embeddings)
+    np.testing.assert_allclose(embed_from_prefix(model, later.prefix, 2), ws.embeddings, atol=1e-5)
+    with pytest.raises(ValueError, match="back"):
+        later.at(1)

@@ -10,6 +10,7 @@ identities' photos are re-enrolled from held-out images the metrics are the orig
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,7 @@ from faceforget.models.registry import load_model
 from faceforget.report.tables import result_row, write_csv
 from faceforget.runs import RunFolder
 from faceforget.unlearn.registry import available_methods, method_class
+from faceforget.unlearn.trainable import first_trainable_block
 from faceforget.workspace import Workspace, prepare, run_in_workspace
 
 REFERENCE_ROWS = ("original", "gallery_delete")
@@ -101,6 +103,12 @@ def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> Split
                           test_fraction=s.test_fraction, out=path, progress=progress)
 
 
+def _start_of(model: str) -> Callable[[str], int]:
+    """Key function: the first trainable block of a `trainable` selection on `model`."""
+    blocks = load_model(model)
+    return lambda trainable: first_trainable_block(blocks, trainable)
+
+
 def _reference_rows(metrics: dict, seed: int, split_hash: str) -> list[dict]:
     """Original and Gallery delete rows (unchanged model: before == after)."""
     return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": metrics,
@@ -124,7 +132,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
             run = RunFolder(seed_dir / name)
             if not run.is_complete():
                 if ws is None:
-                    ws = prepare(load_model(cfg.model), cfg.model, manifest, cfg.engine.trainable, cfg.eval, progress)
+                    earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(cfg.model))
+                    ws = prepare(load_model(cfg.model), cfg.model, manifest, earliest, cfg.eval, progress)
                 run_in_workspace(ws, cells[name], run.root, progress)
             results.append(run.read_metrics() | {"row": name})
         original = ws.metrics if ws is not None else results[-1]["original"]

@@ -62,6 +62,23 @@ class Workspace:
     embed_s: float
     _banks: dict = field(default_factory=dict)
 
+    def at(self, start: int) -> Workspace:
+        """The same workspace with the prefix cached at a later block (for a run that trains fewer blocks)."""
+        if start == self.start:
+            return self
+        if start < self.start:
+            raise ValueError(f"cannot move the cached prefix back from block {self.start} to {start}")
+        with torch.no_grad():
+            h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
+        return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
+                         self.metrics, self.eval_cfg, self.embed_s)
+
+    def _advance(self, h: torch.Tensor, start: int) -> torch.Tensor:
+        x = self.original.preprocess.normalise(h) if self.start == 0 else h
+        for block in list(self.original.blocks)[self.start:start]:
+            x = block(x)
+        return x
+
     def banks(self, cfg: EngineConfig, progress: bool) -> tuple[ViewBank, ViewBank]:
         """View banks for `cfg` (cached by views, augmentation and seed: methods of one seed share them)."""
         key = (cfg.forget_views, cfg.retain_views, cfg.augment.model_dump_json(), cfg.seed, cfg.trainable)
@@ -95,10 +112,13 @@ def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndar
 
 def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True) -> tuple[
         RunFolder, FaceModel, dict]:
-    """Unlearn with `cfg` in `ws`, evaluate before/after, write the run folder; returns (run, model, metrics)."""
+    """
+    Unlearn with `cfg` in `ws`, evaluate before/after, write the run folder; returns (run, model, metrics).
+
+    A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
+    """
     method = get_method(cfg.method, cfg.params)
-    if first_trainable_block(ws.original, cfg.engine.trainable) != ws.start:
-        raise ValueError(f"engine.trainable={cfg.engine.trainable!r} differs from the workspace's trainable set")
+    ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
     resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
     run = RunFolder(Path(out))
     signature = job_signature(resolved, ws.manifest.hash, ws.model_spec + ":" + model_fingerprint(ws.original))
