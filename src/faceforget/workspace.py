@@ -68,13 +68,17 @@ class Workspace:
             return self
         if start < self.start:
             raise ValueError(f"cannot move the cached prefix back from block {self.start} to {start}")
-        with torch.no_grad():
-            h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
+        if self.start == 0:  # nothing cached at the pixels: embed the images again, keeping block `start`
+            h = embed_records(self.original, list(self.manifest.records), self.manifest.data_root,
+                              self.manifest.distractor_root, batch_size=self.eval_cfg.batch_size, capture_at=start,
+                              progress=False).prefix
+        else:
+            with torch.no_grad():
+                h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
         return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
                          self.metrics, self.eval_cfg, self.embed_s)
 
-    def _advance(self, h: torch.Tensor, start: int) -> torch.Tensor:
-        x = self.original.preprocess.normalise(h) if self.start == 0 else h
+    def _advance(self, x: torch.Tensor, start: int) -> torch.Tensor:
         for block in list(self.original.blocks)[self.start:start]:
             x = block(x)
         return x
