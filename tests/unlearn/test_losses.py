@@ -146,3 +146,18 @@ def test_l1_norm_and_sq_distance_degenerate_and_backward():
              + losses.arcface_logits(cos, torch.tensor([1]), 30.0, 0.5).sum())
     total.backward()
     assert torch.isfinite(w.grad).all() and torch.isfinite(cos.grad).all()
+
+
+def test_chord_keep_matches_loop_and_is_linear_in_small_drift():
+    z = angle_to_coord([0, 45, 90])
+    z0 = angle_to_coord([10, 45, 180])
+    ref = sum(math.sqrt(float(((z[i] - z0[i]) ** 2).sum())) for i in range(3)) / 3
+    assert float(losses.chord_keep_loss(z, z0, eps=0.0)) == pytest.approx(ref, abs=1e-10)
+    small, tiny = angle_to_coord([1.0]), angle_to_coord([0.5])
+    origin = angle_to_coord([0.0])
+    ratio = float(losses.chord_keep_loss(small, origin, eps=0.0)) / float(losses.chord_keep_loss(tiny, origin, eps=0.0))
+    assert ratio == pytest.approx(2.0, rel=1e-3)
+    assert float(losses.chord_keep_loss(z[:0], z0[:0])) == 0.0
+    zg = z.clone().requires_grad_(True)
+    losses.chord_keep_loss(zg, z0).backward()
+    assert torch.isfinite(zg.grad).all()

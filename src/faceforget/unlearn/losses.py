@@ -63,6 +63,13 @@ def keep_loss(z: torch.Tensor, z_original: torch.Tensor) -> torch.Tensor:
     return (1 - (z * z_original).sum(1)).mean()
 
 
+def chord_keep_loss(z: torch.Tensor, z_original: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean Euclidean distance ||z - z0|| between normalised embeddings (L1-like: firm near zero drift)."""
+    if z.shape[0] == 0:
+        return _zero_like_graph(z)
+    return ((z - z_original).pow(2).sum(1) + eps).sqrt().mean()
+
+
 def relational_loss(z: torch.Tensor, z_original: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the pairwise cosine matrices (keeps the retain geometry, not only points)."""
     if z.shape[0] < 2:

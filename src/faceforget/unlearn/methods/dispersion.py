@@ -17,6 +17,7 @@ Defaults were chosen on seed 0 of the LFW protocol (benchmarks/RESULTS.md, ablat
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from pydantic import Field
 from faceforget.seeding import torch_generator
 from faceforget.unlearn.losses import (
     centroid_repulsion_loss,
+    chord_keep_loss,
     hard_margin_loss,
     keep_loss,
     relational_loss,
@@ -40,7 +42,10 @@ class DispersionParams(MethodParams):
 
     a: float = Field(1.0, ge=0, description="weight of the uniformity term on forget embeddings")
     b: float = Field(1.0, ge=0, description="weight of the hard-margin term on forget embeddings")
-    c: float = Field(20.0, ge=0, description="weight of the keep term (1 - cos to original) on retain")
+    c: float = Field(20.0, ge=0, description="weight of the keep term (distance to the original) on retain")
+    keep_distance: Literal["cosine", "chord"] = Field(
+        "cosine", description="keep term: mean 1 - cos (quadratic in the drift angle) or mean chord ||z - z0|| "
+        "(linear in it, so small drifts are still pushed back)")
     d: float = Field(0.0, ge=0, description="weight of the relational keep term on retain")
     e: float = Field(0.0, ge=0, description="weight of the centroid repulsion on forget embeddings")
     t: float = Field(2.0, gt=0, description="uniformity temperature")
@@ -114,7 +119,8 @@ class Dispersion(UnlearningMethod):
             terms |= self._forget_terms(ctx.embed(batch.forget), batch.forget.labels, negatives, ctx)
         if z_r is not None:
             if p.c:
-                terms["keep"] = p.c * keep_loss(z_r, batch.retain.original)
+                keep = chord_keep_loss if p.keep_distance == "chord" else keep_loss
+                terms["keep"] = p.c * keep(z_r, batch.retain.original)
             if p.d:
                 terms["rel"] = p.d * relational_loss(z_r, batch.retain.original)
         return terms
