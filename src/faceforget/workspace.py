@@ -153,5 +153,9 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
 
 
 def _plain(state: dict) -> dict:
-    """The JSON-friendly scalars a method logged (tensors and arrays are left out)."""
-    return {k: v for k, v in state.items() if isinstance(v, (int, float, str, bool))}
+    """The JSON-friendly values a method logged: scalars and dicts of scalars (tensors are left out)."""
+    def scalar(v: object) -> bool:
+        return isinstance(v, (int, float, str, bool))
+
+    return {k: v for k, v in state.items()
+            if scalar(v) or (isinstance(v, dict) and all(scalar(x) for x in v.values()))}

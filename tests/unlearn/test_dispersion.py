@@ -35,7 +35,7 @@ def test_dispersion_makes_forget_unretrievable_and_keeps_retain(trained_tiny_mod
 
 
 def test_selective_mask_limits_which_weights_change(trained_tiny_model, toy_data):
-    method = get_method("dispersion", {"mask_ratio": 0.1})
+    method = get_method("dispersion", {"mask_ratio": 0.1, "refit": False})
     result = run_engine(method, trained_tiny_model, toy_data, EngineConfig(**{**CFG, "steps": 5}), progress=False)
     density = result.method_state["mask_density"]
     assert 0.09 <= density <= 0.11

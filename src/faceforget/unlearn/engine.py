@@ -170,6 +170,8 @@ def run_engine(
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    with torch.no_grad():
+        method.finalize(ctx)
     t_end = time.perf_counter()
     timings = {"cache_s": t_cache - t0, "setup_s": t_setup - t_cache, "train_s": t_end - t_setup,
                "total_s": t_end - t0}

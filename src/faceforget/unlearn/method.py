@@ -105,7 +105,7 @@ class MethodContext:
 
 
 class UnlearningMethod(ABC):
-    """Base of all methods: `loss` is required; `setup` and `streams` are optional hooks."""
+    """Base of all methods: `loss` is required; `setup`, `streams` and `finalize` are optional hooks."""
 
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
@@ -115,6 +115,9 @@ class UnlearningMethod(ABC):
 
     def setup(self, ctx: MethodContext) -> None:
         """Precompute what the losses need (heads, teacher outputs, masks); default: nothing."""
+
+    def finalize(self, ctx: MethodContext) -> None:
+        """Closed-form adjustments after the last step (no gradients); default: nothing."""
 
     def streams(self, step: int, ctx: MethodContext) -> tuple[bool, bool]:
         """Which parts (forget, retain) the batch at `step` carries; default both."""
