@@ -27,7 +27,10 @@ def test_cells_share_trainable_views_and_steps(toy_dataset, toy_distractors, tmp
     disp = method_config(cfg, "dispersion", 1, 10, 100)
     assert ga.engine.steps == disp.engine.steps == 2 and ga.engine.seed == disp.engine.seed == 1
     assert ga.engine.trainable == disp.engine.trainable and ga.engine.forget_views == disp.engine.forget_views
-    assert ga.engine.optimizer == "sgd" and ga.engine.lr == pytest.approx(1e-4)  # reference recipe kept
+    assert ga.engine.optimizer == disp.engine.optimizer and ga.engine.lr == disp.engine.lr  # shared optimiser
+    assert ga.engine.forget_batch != disp.engine.forget_batch or ga.engine.sampler == "uniform"  # reference batches
+    faithful = method_config(cfg.model_copy(update={"optimizer_policy": "reference"}), "gradient_ascent", 1, 10, 100)
+    assert faithful.engine.optimizer == "sgd" and faithful.engine.lr == pytest.approx(1e-4)
 
 
 def test_benchmark_runs_resumes_and_writes_results(toy_dataset, toy_distractors, tmp_path, tiny_registered):
@@ -46,6 +49,9 @@ def test_benchmark_runs_resumes_and_writes_results(toy_dataset, toy_distractors,
     assert (out / "seed0" / "dispersion" / "metrics.json").stat().st_mtime_ns == stamp  # finished cell kept
     assert (out / "seed1" / "finetune" / "metrics.json").is_file()  # the missing cell was redone
     assert len(again) == len(results)
+    changed = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"lr": 5e-4})})
+    run_benchmark(changed, progress=False)  # another config: no finished cell may be reused
+    assert (out / "seed0" / "dispersion" / "metrics.json").stat().st_mtime_ns != stamp
     assert json.loads((out / "results.json").read_text())[0]["split_hash"]
 
 

@@ -2,8 +2,10 @@
 `faceforget benchmark`: every method x seed on one protocol, on equal terms, resumable cell by cell.
 
 Equal terms: one split per seed shared by every method, the same trainable blocks, the same cached
-views (augmentation) and the same step budget (`steps_policy: shared`) unless a method's entry says
-otherwise; each baseline keeps its reference optimiser, learning rate and batch (BASELINES.md C6-C9).
+views (augmentation), the same step budget (`steps_policy: shared`) and the same optimiser, learning
+rate, schedule and clipping (`optimizer_policy: shared`) unless a method's entry says otherwise; each
+baseline keeps its reference batch composition (BASELINES.md C6-C9). A finished cell is reused only
+when its stored signature (config, split, model) matches.
 Reference rows: Original (no unlearning) and Gallery delete (the model is unchanged, so once the forget
 identities' photos are re-enrolled from held-out images the metrics are the original's).
 """
@@ -22,13 +24,15 @@ from faceforget.data.records import SplitManifest
 from faceforget.data.split import load_split
 from faceforget.fileio import write_json_atomic, write_text_atomic
 from faceforget.models.registry import load_model
+from faceforget.models.spec import FaceModel
 from faceforget.report.tables import result_row, write_csv
 from faceforget.runs import RunFolder
 from faceforget.unlearn.registry import available_methods, method_class
 from faceforget.unlearn.trainable import first_trainable_block
-from faceforget.workspace import Workspace, prepare, run_in_workspace
+from faceforget.workspace import Workspace, cell_signature, prepare, run_in_workspace
 
 REFERENCE_ROWS = ("original", "gallery_delete")
+OPTIMISER_KEYS = {"optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_steps", "grad_clip"}
 
 
 class SplitSpec(_Strict):
@@ -62,6 +66,9 @@ class BenchmarkConfig(_Strict):
     steps_policy: Literal["shared", "match_reference", "epochs"] = Field(
         "shared", description="shared: every method gets engine.steps; else the baselines' reference budgets")
     max_steps: int | None = Field(None, ge=1, description="cap on any method's steps")
+    optimizer_policy: Literal["shared", "reference"] = Field(
+        "shared", description="shared: every method uses the engine's optimiser, lr, schedule and clipping; "
+        "reference: each baseline keeps its reference optimiser and lr (BASELINES.md C6)")
     methods: dict[str, MethodEntry]
 
 
@@ -84,6 +91,8 @@ def method_config(cfg: BenchmarkConfig, name: str, seed: int, n_forget: int, n_r
         policy = "match_reference" if cfg.steps_policy == "shared" else cfg.steps_policy
         ref = recipe.engine(n_forget, n_retain, policy)
         shared = {"forget_views", "retain_views", "augment"} | ({"steps"} if cfg.steps_policy == "shared" else set())
+        if cfg.optimizer_policy == "shared":
+            shared |= OPTIMISER_KEYS
         engine |= {k: v for k, v in ref.items() if k not in shared}
     engine |= entry.engine
     if cfg.max_steps is not None:
@@ -103,10 +112,9 @@ def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> Split
                           test_fraction=s.test_fraction, out=path, progress=progress)
 
 
-def _start_of(model: str) -> Callable[[str], int]:
+def _start_of(model: FaceModel) -> Callable[[str], int]:
     """Key function: the first trainable block of a `trainable` selection on `model`."""
-    blocks = load_model(model)
-    return lambda trainable: first_trainable_block(blocks, trainable)
+    return lambda trainable: first_trainable_block(model, trainable)
 
 
 def _reference_rows(metrics: dict, seed: int, split_hash: str) -> list[dict]:
@@ -126,14 +134,16 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
         n_f, n_r = len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train"))
         cells = {m: method_config(cfg, m, seed, n_f, n_r) for m in cfg.methods}
         ws: Workspace | None = None
+        original = load_model(cfg.model)
         order = sorted(cells, key=lambda m: cells[m].engine.model_dump_json(include={"forget_views", "retain_views",
                                                                                      "augment"}))
         for name in order:
             run = RunFolder(seed_dir / name)
-            if not run.is_complete():
+            signature, _ = cell_signature(cells[name], manifest, cfg.model, original)
+            if not (run.is_complete() and run.read_metrics().get("signature") == signature):
                 if ws is None:
-                    earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(cfg.model))
-                    ws = prepare(load_model(cfg.model), cfg.model, manifest, earliest, cfg.eval, progress)
+                    earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(original))
+                    ws = prepare(original, cfg.model, manifest, earliest, cfg.eval, progress)
                 run_in_workspace(ws, cells[name], run.root, progress)
             results.append(run.read_metrics() | {"row": name})
         original = ws.metrics if ws is not None else results[-1]["original"]

@@ -114,6 +114,14 @@ def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndar
     return embed_from_prefix(model, ws.prefix, ws.start)
 
 
+def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str, original: FaceModel) -> tuple[
+        str, dict]:
+    """(signature, resolved config) of a run: what decides whether a finished run folder can be reused."""
+    method = get_method(cfg.method, cfg.params)
+    resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
+    return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
+
+
 def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True) -> tuple[
         RunFolder, FaceModel, dict]:
     """
@@ -123,9 +131,8 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     """
     method = get_method(cfg.method, cfg.params)
     ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
-    resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
+    signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
     run = RunFolder(Path(out))
-    signature = job_signature(resolved, ws.manifest.hash, ws.model_spec + ":" + model_fingerprint(ws.original))
     write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
     t0 = time.perf_counter()
     banks = ws.banks(cfg.engine, progress)
