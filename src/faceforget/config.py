@@ -22,9 +22,9 @@ class _Strict(BaseModel):
 class EngineConfig(_Strict):
     """The training loop's knobs, shared by every method (same budget and layers for a fair comparison)."""
 
-    steps: int = Field(300, ge=1, description="optimiser steps")
+    steps: int = Field(200, ge=1, description="optimiser steps")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-4, gt=0, le=1.0)
+    lr: float = Field(5e-5, gt=0, le=1.0)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / Adam beta1")
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["constant", "cosine", "linear"] = "cosine"
