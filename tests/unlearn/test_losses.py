@@ -161,3 +161,16 @@ def test_chord_keep_matches_loop_and_is_linear_in_small_drift():
     zg = z.clone().requires_grad_(True)
     losses.chord_keep_loss(zg, z0).backward()
     assert torch.isfinite(zg.grad).all()
+
+
+def test_cone_loss_matches_loop_and_is_zero_inside():
+    z = angle_to_coord([0, 30, 90, 170])
+    mean = angle_to_coord([0])[0]
+    floor = math.cos(math.radians(45))
+    ref = sum(max(0.0, floor - float(z[i] @ mean)) for i in range(4)) / 4
+    assert float(losses.cone_loss(z, mean, floor)) == pytest.approx(ref, abs=1e-12)
+    assert float(losses.cone_loss(z[:2], mean, floor)) == 0.0
+    assert float(losses.cone_loss(z[:0], mean, floor)) == 0.0
+    zg = z.clone().requires_grad_(True)
+    losses.cone_loss(zg, mean, floor).backward()
+    assert torch.isfinite(zg.grad).all() and zg.grad[3].abs().sum() > 0

@@ -88,6 +88,13 @@ def centroid_repulsion_loss(z: torch.Tensor, labels: torch.Tensor, centroids: to
     return F.relu((z * centroids[labels]).sum(1)).mean()
 
 
+def cone_loss(z: torch.Tensor, mean_direction: torch.Tensor, floor: float) -> torch.Tensor:
+    """Mean hinge relu(floor - cos(z, mean_direction)): keeps embeddings inside the cone where faces live."""
+    if z.shape[0] == 0:
+        return _zero_like_graph(z)
+    return F.relu(floor - z @ mean_direction).mean()
+
+
 def cosface_logits(cos: torch.Tensor, labels: torch.Tensor | None, s: float, m: float) -> torch.Tensor:
     """S * (cos - m [j = label]); labels None gives the plain logits s * cos."""
     if labels is None:

@@ -32,6 +32,7 @@ from faceforget.seeding import torch_generator
 from faceforget.unlearn.losses import (
     centroid_repulsion_loss,
     chord_keep_loss,
+    cone_loss,
     hard_margin_loss,
     keep_loss,
     relational_loss,
@@ -54,6 +55,8 @@ class DispersionParams(MethodParams):
         "(linear in it, so small drifts are still pushed back)")
     d: float = Field(0.0, ge=0, description="weight of the relational keep term on retain")
     e: float = Field(1.0, ge=0, description="weight of the centroid repulsion on forget embeddings")
+    g: float = Field(0.0, ge=0, description="weight of the cone term: forget embeddings stay among faces "
+                     "(cosine to the mean retain direction above its 1st percentile), hiding in the crowd")
     t: float = Field(2.0, gt=0, description="uniformity temperature")
     margin: float = Field(0.2, ge=0, le=2, description="hard-term margin in cosine")
     beta: float = Field(20.0, gt=0, description="sharpness of the smooth hinge")
@@ -80,6 +83,10 @@ class Dispersion(UnlearningMethod):
         centroids = torch.zeros(ctx.n_identities, emb.shape[1])
         centroids.index_add_(0, labels, emb)
         ctx.state["centroids"] = F.normalize(centroids, dim=1)
+        retain = ctx.retain.original[ctx.retain.clean()]
+        mean = F.normalize(retain.mean(0), dim=0)
+        ctx.state["face_direction"] = mean
+        ctx.state["cone_floor"] = float(torch.quantile(retain @ mean, 0.01))
         if self.params.mask_ratio < 1:
             ctx.param_mask = self._selective_mask(ctx)
             ctx.state["mask_density"] = mask_density(ctx.param_mask)
@@ -123,6 +130,8 @@ class Dispersion(UnlearningMethod):
             terms["hard"] = p.b * hard_margin_loss(z_f, labels, p.margin, p.beta, negatives)
         if p.e:
             terms["centroid"] = p.e * centroid_repulsion_loss(z_f, labels, ctx.state["centroids"])
+        if p.g:
+            terms["cone"] = p.g * cone_loss(z_f, ctx.state["face_direction"], ctx.state["cone_floor"])
         return terms
 
     def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:
