@@ -24,7 +24,7 @@ def load_model(spec: str) -> FaceModel:
     if spec in MODEL_REGISTRY:
         return MODEL_REGISTRY[spec]()
     path = Path(spec)
-    if path.suffix in {".pt", ".pth", ".safetensors"} or path.exists():
+    if path.suffix in {".pt", ".pth"} or path.exists():
         from faceforget.models.checkpoint import load_checkpoint
 
         return load_checkpoint(path)
