@@ -22,7 +22,9 @@ class _Strict(BaseModel):
 class EngineConfig(_Strict):
     """The training loop's knobs, shared by every method (same budget and layers for a fair comparison)."""
 
-    steps: int = Field(200, ge=1, description="optimiser steps")
+    steps: int = Field(200, ge=1, description="optimiser steps (ignored when `epochs` is set)")
+    epochs: int | None = Field(None, ge=1, description="passes over the retain images (over the forget images "
+                               "when retain_batch is 0) at the batch size; sets the step count")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(5e-5, gt=0, le=1.0)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / Adam beta1")

@@ -8,7 +8,7 @@ from faceforget.unlearn.registry import available_methods, get_method
 from faceforget.unlearn.trainable import first_trainable_block
 
 SMALL = dict(steps=6, lr=1e-2, forget_views=3, retain_views=2, retain_batch=8, forget_per_identity=3,
-             forget_batch=6, batch_size_embed=5)
+             forget_batch=6, batch_size_embed=5, trainable="last:2")
 
 
 def _params(model):
@@ -28,7 +28,7 @@ def test_original_is_not_modified_and_model_changes(tiny_model, toy_data):
 def test_trainable_selection_freezes_prefix(tiny_model, toy_data, trainable, start):
     assert first_trainable_block(tiny_model, trainable) == start
     result = run_engine(get_method("dispersion"), tiny_model, toy_data,
-                        EngineConfig(**SMALL, trainable=trainable), progress=False)
+                        EngineConfig(**{**SMALL, "trainable": trainable}), progress=False)
     for i, (orig, new) in enumerate(zip(tiny_model.blocks, result.model.blocks, strict=False)):
         same = all(torch.equal(a, b) for a, b in zip(orig.state_dict().values(), new.state_dict().values()))
         assert same == (i < start)
@@ -104,3 +104,9 @@ def test_unknown_method_lists_valid_ones():
         get_method("dispersion", {"c": -1})
     with pytest.raises(ValueError, match="typo"):
         get_method("dispersion", {"typo": 1})
+
+
+def test_epochs_set_the_step_count(tiny_model, toy_data):
+    cfg = EngineConfig(**{**SMALL, "epochs": 2})  # 16 retain images at retain_batch 8: 2 steps per epoch
+    result = run_engine(get_method("dispersion"), tiny_model, toy_data, cfg, progress=False)
+    assert len(result.history) == 4

@@ -95,6 +95,17 @@ def _restore_masked(ctx: MethodContext, optimizer: torch.optim.Optimizer) -> Non
                 buf.mul_(keep)
 
 
+def resolve_steps(cfg: EngineConfig, data: UnlearnData) -> EngineConfig:
+    """`cfg` with `steps` computed from `epochs` (one epoch = one pass over the retain or forget images)."""
+    if cfg.epochs is None:
+        return cfg
+    if cfg.retain_batch:
+        per_epoch = math.ceil(len(data.retain_pixels) / cfg.retain_batch)
+    else:
+        per_epoch = math.ceil(len(data.forget_pixels) / cfg.forget_batch)
+    return cfg.model_copy(update={"steps": max(1, cfg.epochs * per_epoch)})
+
+
 def build_banks(original: FaceModel, data: UnlearnData, cfg: EngineConfig,
                 progress: bool = True) -> tuple[ViewBank, ViewBank]:
     """The forget and retain view banks for `cfg` (views, augmentation, seed, trainable start block)."""
@@ -120,6 +131,7 @@ def run_engine(
     between runs (a benchmark's methods and seeds) instead of being rebuilt.
     """
     t0 = time.perf_counter()
+    cfg = resolve_steps(cfg, data)
     seed_everything(cfg.seed)
     original = original.eval()
     for p in original.parameters():
