@@ -1,4 +1,5 @@
-"""Dispersion on LFW: the ablation table (issue "Unlearning engine + dispersion") and the bar check.
+"""
+Dispersion on LFW: the ablation table (issue "Unlearning engine + dispersion") and the bar check.
 
 Usage:
   FACEFORGET_DATA=../shared/datasets/lfw python benchmarks/unlearn_lfw.py                      # ablation (tuning split)
