@@ -1,6 +1,8 @@
 """Typer commands: parse options, build a config, call `faceforget.api`; no numerics here."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -10,9 +12,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Make chosen people unretrievable by a face-retrieval model, keep everyone else, prove it.")
 
 
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn bad input (ValueError, missing files, OS errors) into one red line and exit code 2."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
 
 
 def _read_names(path: Path) -> list[str]:
@@ -40,14 +47,12 @@ def protocol(
     """Assign every image a protocol role (forget/retain x train/test, distractor) -> split.json."""
     from faceforget import api
 
-    try:
+    with _errors():
         if (forget is None) == (forget_list is None):
             raise ValueError("give exactly one of --forget K or --forget-list FILE")
         names = _read_names(forget_list) if forget_list is not None else None
         manifest = api.make_split(data, forget=forget, forget_list=names, seed=seed, distractors=distractors,
                                   min_images=min_images, test_fraction=test_fraction, skip_bad=skip_bad, out=output)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     counts = manifest.params.get("counts", {})
     typer.echo(f"wrote {output}: {len(manifest.records)} images, hash {manifest.hash[:16]}, roles {counts}")
 
@@ -64,12 +69,10 @@ def evaluate(
     from faceforget import api
     from faceforget.report.tables import metrics_markdown
 
-    try:
+    with _errors():
         cfg = api.resolve_config(config, None).eval
         result = api.evaluate(model, data, split, cfg=cfg,
                               out=None if output is None else output / "metrics.json")
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     table = metrics_markdown({"model": result["metrics"]})
     if output is not None:
         from faceforget.fileio import write_text_atomic
@@ -91,10 +94,8 @@ def unlearn(
     from faceforget import api
     from faceforget.report.tables import metrics_markdown
 
-    try:
+    with _errors():
         result = api.unlearn(model, data, split, method=method, config=config, out=output)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     m = result.metrics
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     s, t = m["summary"], m["timings"]
@@ -116,10 +117,8 @@ def audit(
     from faceforget import api
     from faceforget.report.tables import audit_rows, markdown_table
 
-    try:
+    with _errors():
         result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     typer.echo(markdown_table(*audit_rows(result["audits"])))
 
 
@@ -138,10 +137,8 @@ def index_build(
     """Embed a dataset and save it as a searchable gallery."""
     from faceforget import api
 
-    try:
+    with _errors():
         gallery = api.index_build(model, data, output, split=split, kind=kind)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     typer.echo(f"gallery {output}: {len(gallery)} rows, {len(gallery.identities)} identities, kind {gallery.kind}")
 
 
@@ -155,10 +152,8 @@ def index_search(
     """Top-k identities for each query image."""
     from faceforget import api
 
-    try:
+    with _errors():
         hits = api.index_search(gallery, model, list(images), k=k)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     for image, row in zip(images, hits, strict=True):
         typer.echo(f"{image}:")
         for rank, hit in enumerate(row, 1):
@@ -173,10 +168,8 @@ def index_delete(
     """Remove identities' rows from the gallery (deletion alone is not forgetting: see `unlearn`)."""
     from faceforget import api
 
-    try:
+    with _errors():
         removed = api.index_delete(gallery, list(identities))
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     typer.echo(f"removed {removed} rows")
 
 
@@ -188,10 +181,8 @@ def index_rebuild(
     """Re-embed the whole gallery with a new model; atomic swap, the old gallery survives a crash."""
     from faceforget import api
 
-    try:
+    with _errors():
         new = api.index_rebuild(gallery, model)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     typer.echo(f"rebuilt {gallery}: {len(new)} rows with model {new.model_fingerprint}")
 
 
@@ -203,11 +194,9 @@ def benchmark(
     from faceforget.benchmark import load_benchmark_config, run_benchmark
     from faceforget.report.benchmark_tables import benchmark_markdown
 
-    try:
+    with _errors():
         cfg = load_benchmark_config(config)
         results = run_benchmark(cfg)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     typer.echo(benchmark_markdown(results))
     typer.echo(f"results in {cfg.out}")
 
@@ -222,10 +211,8 @@ def report(
     """Write report.html (self-contained), report.md and report.json for a run."""
     from faceforget import api
 
-    try:
+    with _errors():
         api.report(run, split, data=data, out=output)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     typer.echo(f"wrote {(output or run) / 'report.html'}")
 
 
@@ -242,10 +229,8 @@ def demo(
     from faceforget import api
     from faceforget.report.tables import audit_rows, markdown_table, metrics_markdown
 
-    try:
+    with _errors():
         result = api.demo(data, output, forget=forget, seed=seed, config=config, download=download)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
     m = result["metrics"]
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     typer.echo(markdown_table(*audit_rows(result["audits"])))
