@@ -98,7 +98,7 @@ def test_workspace_prefix_moves_forward_exactly(split, make_tiny_model):
     for first in ("all", "last:3"):
         ws = prepare(model, "tiny", manifest, first, EvalConfig(), progress=False)
         later = ws.at(2)
-        assert later.start == 2 and later.prefix.shape[0] == len(ws.embeddings)
-        np.testing.assert_allclose(embed_from_prefix(model, later.prefix, 2), ws.embeddings, atol=1e-5)
+        assert later.start_block == 2 and later.prefix.shape[0] == len(ws.embeddings_before)
+        np.testing.assert_allclose(embed_from_prefix(model, later.prefix, 2), ws.embeddings_before, atol=1e-5)
     with pytest.raises(ValueError, match="back"):
         later.at(1)

@@ -56,10 +56,9 @@ def _as_model(model: str | FaceModel) -> FaceModel:
     return model if isinstance(model, FaceModel) else load_model(str(model))
 
 
-def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, capture_at: int = 0,
-                    progress: bool = True) -> "Embedded":
+def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, progress: bool = True) -> "Embedded":
     return embed_records(model, list(manifest.records), manifest.data_root, manifest.distractor_root,
-                         batch_size=cfg.batch_size, capture_at=capture_at, progress=progress,
+                         batch_size=cfg.batch_size, progress=progress,
                          description=f"embedding {len(manifest.records)} images")
 
 
@@ -111,9 +110,9 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     cfg = resolve_config(config, method)
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
-    original = _as_model(model)
-    spec = str(model) if not isinstance(model, FaceModel) else original.name
-    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress)
+    original_model = _as_model(model)
+    spec = str(model) if not isinstance(model, FaceModel) else original_model.name
+    ws = prepare(original_model, spec, manifest, cfg.engine.trainable, cfg.eval, progress)
     run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress)
     return UnlearnResult(run, unlearned, metrics)
 
@@ -135,7 +134,7 @@ def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInput
 
 
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
-          original: str | FaceModel = "dlib", run: str | Path | None = None, seed: int = 0,
+          original_model: str | FaceModel = "dlib", run: str | Path | None = None, seed: int = 0,
           cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
     """
     Attack the forgetting (re-enrolment, linear probe, threshold, membership inference), before/after.
@@ -157,7 +156,7 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
     else:
         if unlearned is None:
             raise ValueError("give the unlearned model or a run folder")
-        before = _embed_manifest(_as_model(original), manifest, cfg, progress=progress).embeddings
+        before = _embed_manifest(_as_model(original_model), manifest, cfg, progress=progress).embeddings
         after = _embed_manifest(_as_model(unlearned), manifest, cfg, progress=progress).embeddings
     table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
     result = {"split_hash": manifest.hash, "seed": seed, "audits": table}

@@ -112,15 +112,15 @@ def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> Split
                           test_fraction=s.test_fraction, out=path, progress=progress)
 
 
-def _start_of(model: FaceModel) -> Callable[[str], int]:
+def _start_block_of(model: FaceModel) -> Callable[[str], int]:
     """Key function: the first trainable block of a `trainable` selection on `model`."""
     return lambda trainable: first_trainable_block(model, trainable)
 
 
-def _reference_rows(metrics: dict, seed: int, split_hash: str) -> list[dict]:
+def _reference_rows(metrics_before: dict, seed: int, split_hash: str) -> list[dict]:
     """Original and Gallery delete rows (unchanged model: before == after)."""
-    return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": metrics,
-             "unlearned": metrics, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0}}
+    return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": metrics_before,
+             "unlearned": metrics_before, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0}}
             for name in REFERENCE_ROWS]
 
 
@@ -134,20 +134,20 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
         n_f, n_r = len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train"))
         cells = {m: method_config(cfg, m, seed, n_f, n_r) for m in cfg.methods}
         ws: Workspace | None = None
-        original = load_model(cfg.model)
+        original_model = load_model(cfg.model)
         order = sorted(cells, key=lambda m: cells[m].engine.model_dump_json(include={"forget_views", "retain_views",
                                                                                      "augment"}))
         for name in order:
             run = RunFolder(seed_dir / name)
-            signature, _ = cell_signature(cells[name], manifest, cfg.model, original)
+            signature, _ = cell_signature(cells[name], manifest, cfg.model, original_model)
             if not (run.is_complete() and run.read_metrics().get("signature") == signature):
                 if ws is None:
-                    earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(original))
-                    ws = prepare(original, cfg.model, manifest, earliest, cfg.eval, progress)
+                    earliest = min((c.engine.trainable for c in cells.values()), key=_start_block_of(original_model))
+                    ws = prepare(original_model, cfg.model, manifest, earliest, cfg.eval, progress)
                 run_in_workspace(ws, cells[name], run.root, progress)
             results.append(run.read_metrics() | {"row": name})
-        original = ws.metrics if ws is not None else results[-1]["original"]
-        results += _reference_rows(original, seed, manifest.hash)
+        metrics_before = ws.metrics_before if ws is not None else results[-1]["original"]
+        results += _reference_rows(metrics_before, seed, manifest.hash)
     write_results(results, out)
     return results
 

@@ -118,7 +118,7 @@ def audit(
     from faceforget.report.tables import audit_rows, markdown_table
 
     with _errors():
-        result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output)
+        result = api.audit(model, data, split, original_model=original, run=run, seed=seed, out=output)
     typer.echo(markdown_table(*audit_rows(result["audits"])))
 
 

@@ -51,35 +51,35 @@ class Workspace:
     """The original model's view of one split, computed once and shared by every run on it."""
 
     manifest: SplitManifest
-    original: FaceModel
+    original_model: FaceModel
     model_spec: str
-    start: int
-    embeddings: np.ndarray
-    prefix: torch.Tensor
+    start_block: int
+    embeddings_before: np.ndarray  # the original model's raw embedding of every manifest record
+    prefix: torch.Tensor  # the input of block `start_block` for every manifest record
     data: UnlearnData
-    metrics: dict
+    metrics_before: dict  # `evaluate_embeddings` of embeddings_before
     eval_cfg: EvalConfig
     embed_s: float
     _banks: dict = field(default_factory=dict)
 
-    def at(self, start: int) -> Workspace:
+    def at(self, start_block: int) -> Workspace:
         """The same workspace with the prefix cached at a later block (for a run that trains fewer blocks)."""
-        if start == self.start:
+        if start_block == self.start_block:
             return self
-        if start < self.start:
-            raise ValueError(f"cannot move the cached prefix back from block {self.start} to {start}")
-        if self.start == 0:  # nothing cached at the pixels: embed the images again, keeping block `start`
-            h = embed_records(self.original, list(self.manifest.records), self.manifest.data_root,
-                              self.manifest.distractor_root, batch_size=self.eval_cfg.batch_size, capture_at=start,
-                              progress=False).prefix
+        if start_block < self.start_block:
+            raise ValueError(f"cannot move the cached prefix back from block {self.start_block} to {start_block}")
+        if self.start_block == 0:  # nothing cached at the pixels: embed the images again, keeping the prefix
+            h = embed_records(self.original_model, list(self.manifest.records), self.manifest.data_root,
+                              self.manifest.distractor_root, batch_size=self.eval_cfg.batch_size,
+                              start_block=start_block, progress=False).prefix
         else:
             with torch.no_grad():
-                h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
-        return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
-                         self.metrics, self.eval_cfg, self.embed_s)
+                h = torch.cat([self._advance(chunk, start_block) for chunk in self.prefix.split(256)])
+        return Workspace(self.manifest, self.original_model, self.model_spec, start_block, self.embeddings_before, h,
+                         self.data, self.metrics_before, self.eval_cfg, self.embed_s)
 
-    def _advance(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        for block in list(self.original.blocks)[self.start:start]:
+    def _advance(self, x: torch.Tensor, start_block: int) -> torch.Tensor:
+        for block in list(self.original_model.blocks)[self.start_block:start_block]:
             x = block(x)
         return x
 
@@ -88,38 +88,38 @@ class Workspace:
         key = (cfg.forget_views, cfg.retain_views, cfg.augment.model_dump_json(), cfg.seed, cfg.trainable)
         if key not in self._banks:
             self._banks.clear()
-            self._banks[key] = build_banks(self.original, self.data, cfg, progress)
+            self._banks[key] = build_banks(self.original_model, self.data, cfg, progress)
         return self._banks[key]
 
 
-def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
+def prepare(original_model: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
             eval_cfg: EvalConfig, progress: bool = True) -> Workspace:
     """Embed every split image with the original model, keeping the activations where training starts."""
     t0 = time.perf_counter()
-    start = first_trainable_block(original, trainable)
-    emb = embed_records(original, list(manifest.records), manifest.data_root, manifest.distractor_root,
-                        batch_size=eval_cfg.batch_size, capture_at=start, progress=progress,
+    start_block = first_trainable_block(original_model, trainable)
+    emb = embed_records(original_model, list(manifest.records), manifest.data_root, manifest.distractor_root,
+                        batch_size=eval_cfg.batch_size, start_block=start_block, progress=progress,
                         description=f"embedding {len(manifest.records)} images")
     prefix = emb.prefix if emb.prefix is not None else torch.empty(0)
-    data = unlearn_data(manifest, original.preprocess.input_size)
-    metrics = evaluate_embeddings(emb.embeddings, manifest, eval_cfg)
-    return Workspace(manifest, original, model_spec, start, emb.embeddings, prefix, data, metrics, eval_cfg,
-                     time.perf_counter() - t0)
+    data = unlearn_data(manifest, original_model.preprocess.input_size)
+    metrics_before = evaluate_embeddings(emb.embeddings, manifest, eval_cfg)
+    return Workspace(manifest, original_model, model_spec, start_block, emb.embeddings, prefix, data, metrics_before,
+                     eval_cfg, time.perf_counter() - t0)
 
 
 def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndarray:
-    if ws.start == 0:
+    if ws.start_block == 0:
         return embed_records(model, list(ws.manifest.records), ws.manifest.data_root, ws.manifest.distractor_root,
                              batch_size=ws.eval_cfg.batch_size, progress=progress).embeddings
-    return embed_from_prefix(model, ws.prefix, ws.start)
+    return embed_from_prefix(model, ws.prefix, ws.start_block)
 
 
-def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str, original: FaceModel) -> tuple[
+def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str, original_model: FaceModel) -> tuple[
         str, dict]:
     """(signature, resolved config) of a run: what decides whether a finished run folder can be reused."""
     method = get_method(cfg.method, cfg.params)
     resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
-    return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
+    return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original_model)), resolved
 
 
 def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True) -> tuple[
@@ -130,16 +130,16 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
     """
     method = get_method(cfg.method, cfg.params)
-    ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
-    signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
+    ws = ws.at(first_trainable_block(ws.original_model, cfg.engine.trainable))
+    signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original_model)
     run = RunFolder(Path(out))
     write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
     t0 = time.perf_counter()
     banks = ws.banks(cfg.engine, progress)
-    result = run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
+    result = run_engine(method, ws.original_model, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
                         signature=signature, progress=progress, banks=banks)
     t_train = time.perf_counter()
-    save_checkpoint(result.model, run.model, base=ws.original.name,
+    save_checkpoint(result.model, run.model, base=ws.original_model.name,
                     extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
     after = _embed_unlearned(ws, result.model, progress)
     metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg)
@@ -147,12 +147,12 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     timings = {"embed_original_s": ws.embed_s, **result.timings, "unlearn_wall_s": t_train - t0,
                "evaluate_s": t_end - t_train}
     metrics = {"method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
-               "seed": cfg.engine.seed, "original": ws.metrics, "unlearned": metrics_after,
-               "summary": summary_scores(ws.metrics, metrics_after), "timings": timings,
+               "seed": cfg.engine.seed, "original": ws.metrics_before, "unlearned": metrics_after,
+               "summary": summary_scores(ws.metrics_before, metrics_after), "timings": timings,
                "method_state": _plain(result.method_state)}
     write_json_atomic(run.history, result.history)
     np.save(run.root / "embeddings_unlearned.npy", after)
-    np.save(run.root / "embeddings_original.npy", ws.embeddings)
+    np.save(run.root / "embeddings_original.npy", ws.embeddings_before)
     write_json_atomic(run.metrics, metrics)
     if run.checkpoint.is_file():
         run.checkpoint.unlink()

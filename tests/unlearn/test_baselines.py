@@ -72,9 +72,9 @@ def conv_fc_l1(model):
 def make_ctx(original, toy, **engine):
     cfg = EngineConfig(**{**SETUP, **engine})
     forget, retain = build_banks(original, toy, cfg, progress=False)
-    return MethodContext(model=copy.deepcopy(original), original=original, start=0, forget=forget, retain=retain,
-                         identity_names=toy.identity_names, forget_label_ids=toy.forget_label_ids,
-                         total_steps=cfg.steps, forget_pixels=toy.forget_pixels, config=cfg)
+    return MethodContext(model=copy.deepcopy(original), original_model=original, start_block=0, forget=forget,
+                         retain=retain, identity_names=toy.identity_names, forget_label_ids=toy.forget_label_ids,
+                         forget_pixels=toy.forget_pixels, config=cfg)
 
 
 def test_original_fixture_classifies_every_training_image(original, toy):
@@ -102,7 +102,7 @@ def test_random_labels_lower_forget_accuracy_and_keep_retain(name, original, toy
 
 
 def test_salun_mask_has_requested_density_and_frozen_weights_stay(original, toy):
-    result = unlearn("salun", original, toy, {**S10, "ratio": 0.3}, sampler="union")
+    result = unlearn("salun", original, toy, {**S10, "mask_ratio": 0.3}, sampler="union")
     mask = result.method_state["salun_mask"]
     total = sum(m.numel() for m in mask.values())
     assert result.method_state["salun_mask_density"] == pytest.approx(math.floor(0.3 * total) / total)
@@ -133,7 +133,7 @@ def test_boundary_shrink_moves_forget_predictions_to_neighbours(original, toy):
 
 @pytest.mark.parametrize("rows", [1, "K"])
 def test_boundary_expanding_maps_forget_embeddings_toward_the_shadow_row(rows, original, toy):
-    result = unlearn("boundary_expanding", original, toy, {**S10, "be_shadow_rows": rows})
+    result = unlearn("boundary_expanding", original, toy, {**S10, "shadow_rows": rows})
     shadow = F.normalize(result.method_state["be_shadow"].detach(), dim=1)
     assert shadow.shape[0] == (1 if rows == 1 else len(toy.forget_label_ids))
     slot = torch.tensor([0] * len(toy.forget_labels)) if rows == 1 else toy.forget_labels
@@ -161,7 +161,7 @@ def test_scrub_schedule_is_literal_under_epochs_and_stretched_otherwise(original
 
 def test_random_labels_are_fresh_per_epoch_and_avoid_truth_on_request(original, toy):
     ctx = make_ctx(original, toy, steps=6, forget_batch=4, retain_batch=8)  # one pass = 2 steps
-    method = get_method("random_labeling", {"rl_exclude_true": True})
+    method = get_method("random_labeling", {"exclude_true_label": True})
     labels = [method.random_labels(t, ctx) for t in range(6)]
     assert torch.equal(labels[0], labels[1]) and torch.equal(labels[4], labels[5])
     assert not torch.equal(labels[1], labels[2])
@@ -171,7 +171,7 @@ def test_random_labels_are_fresh_per_epoch_and_avoid_truth_on_request(original, 
 
 def test_forget_then_retain_alternates_passes(original, toy):
     ctx = make_ctx(original, toy, steps=8, forget_batch=4, retain_batch=8)  # 2 forget + 2 retain steps
-    method = get_method("random_labeling", {"rl_schedule": "forget_then_retain"})
+    method = get_method("random_labeling", {"loader": "forget_then_retain"})
     assert [method.streams(t, ctx) for t in range(4)] == [(True, False)] * 2 + [(False, True)] * 2
     with pytest.raises(ValueError, match="uniform"):
         method.setup(make_ctx(original, toy, sampler="union"))
@@ -201,3 +201,11 @@ def test_reference_engine_is_a_valid_config_with_the_reference_budget(cls):
     assert ref.forget_batch <= 50 and ref.retain_batch <= 256
     if cls.name in ("random_labeling", "salun"):
         assert ref.sampler == "union" and ref.forget_batch + ref.retain_batch == 256
+
+
+def test_old_param_names_are_rejected_with_the_new_name():
+    with pytest.raises(ValueError, match="ratio is now mask_ratio.*rl_schedule is now loader"):
+        get_method("salun", {"ratio": 0.3, "rl_schedule": "mixed"})
+    with pytest.raises(ValueError, match="bs_eps_pixels is now eps_pixels"):
+        get_method("boundary_shrink", {"bs_eps_pixels": 0.2})
+    assert get_method("boundary_expanding", {"shadow_rows": "K"}).params.shadow_rows == "K"

@@ -45,13 +45,13 @@ def test_prefix_cache_gives_the_same_embeddings(tiny_model, toy_data):
     from faceforget.unlearn.views import build_view_bank
 
     kw = dict(views=3, augment_cfg=AugmentConfig(), seed=0, stream="forget", progress=False)
-    cached = build_view_bank(tiny_model, toy_data.forget_pixels, toy_data.forget_labels, start=2, **kw)
-    pixels = build_view_bank(tiny_model, toy_data.forget_pixels, toy_data.forget_labels, start=0, **kw)
+    cached = build_view_bank(tiny_model, toy_data.forget_pixels, toy_data.forget_labels, start_block=2, **kw)
+    pixels = build_view_bank(tiny_model, toy_data.forget_pixels, toy_data.forget_labels, start_block=0, **kw)
     assert pixels.inputs.dtype == torch.uint8
-    torch.testing.assert_close(cached.original, pixels.original, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached.z_original, pixels.z_original, atol=1e-5, rtol=0)
     # view 0 is the clean image
     clean = tiny_model(toy_data.forget_pixels.permute(0, 3, 1, 2).float())
-    torch.testing.assert_close(cached.original[cached.clean()], torch.nn.functional.normalize(clean, dim=1),
+    torch.testing.assert_close(cached.z_original[cached.clean()], torch.nn.functional.normalize(clean, dim=1),
                                atol=1e-5, rtol=0)
 
 

@@ -1,8 +1,8 @@
 """
 Batched, no-grad embedding of image records, optionally keeping the frozen prefix's activations.
 
-Keeping the activations at block `capture_at` lets a fine-tuned model whose earlier blocks are
-unchanged be re-evaluated by running only its suffix (`embed_from_prefix`).
+Keeping the activations entering block `start_block` (the first block that trains) lets a fine-tuned
+model whose earlier blocks are unchanged be re-evaluated by running only its suffix (`embed_from_prefix`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Embedded:
 
     embeddings: np.ndarray
     prefix: torch.Tensor | None = None
-    capture_at: int = 0
+    start_block: int = 0
 
 
 def load_pixels(paths: Sequence[str | Path], size: tuple[int, int]) -> torch.Tensor:
@@ -44,10 +44,10 @@ def record_paths(records: Sequence[FaceRecord], data_root: str | Path,
 
 @torch.no_grad()
 def embed_paths(
-    model: FaceModel, paths: Sequence[str | Path], *, batch_size: int = 64, capture_at: int = 0,
+    model: FaceModel, paths: Sequence[str | Path], *, batch_size: int = 64, start_block: int = 0,
     progress: bool = True, description: str = "embedding",
 ) -> Embedded:
-    """Embed every image with `model` in eval mode, streaming images batch by batch."""
+    """Embed every image with `model` in eval mode, batch by batch; keep the prefix if `start_block` > 0."""
     model.eval()
     size = model.preprocess.input_size
     outs, prefixes = [], []
@@ -55,17 +55,17 @@ def embed_paths(
         for lo in range(0, len(paths), batch_size):
             chunk = paths[lo:lo + batch_size]
             x = load_pixels(chunk, size).permute(0, 3, 1, 2).float()
-            if capture_at:
-                h = model.forward_prefix(x, capture_at)
+            if start_block:
+                h = model.forward_prefix(x, start_block)
                 prefixes.append(h)
-                outs.append(model.forward_from(h, capture_at))
+                outs.append(model.forward_from(h, start_block))
             else:
                 outs.append(model(x))
             bar.advance(len(chunk))
     dim = model.preprocess.embedding_dim
     emb = torch.cat(outs).numpy().astype(np.float32) if outs else np.zeros((0, dim), np.float32)
     prefix = torch.cat(prefixes) if prefixes else None
-    return Embedded(emb, prefix, capture_at)
+    return Embedded(emb, prefix, start_block)
 
 
 def embed_records(
@@ -77,8 +77,9 @@ def embed_records(
 
 
 @torch.no_grad()
-def embed_from_prefix(model: FaceModel, prefix: torch.Tensor, start: int, batch_size: int = 256) -> np.ndarray:
-    """Run blocks[start:] of `model` over stored prefix activations (its blocks[:start] must be unchanged)."""
+def embed_from_prefix(model: FaceModel, prefix: torch.Tensor, start_block: int, batch_size: int = 256) -> np.ndarray:
+    """Run blocks[start_block:] of `model` over stored prefix activations (blocks before must be unchanged)."""
     model.eval()
-    outs = [model.forward_from(prefix[lo:lo + batch_size], start) for lo in range(0, prefix.shape[0], batch_size)]
+    outs = [model.forward_from(prefix[lo:lo + batch_size], start_block)
+            for lo in range(0, prefix.shape[0], batch_size)]
     return torch.cat(outs).numpy().astype(np.float32)

@@ -54,7 +54,8 @@ class FaceModel(nn.Module):
     A backbone made of an ordered sequence of blocks, with its preprocessing.
 
     `blocks` is the unit of trainable-layer selection and prefix caching: block i's output feeds
-    block i+1 and the last block returns the raw (unnormalised) embedding.
+    block i+1 and the last block returns the raw (unnormalised) embedding. `start_block` (everywhere in
+    faceforget) is the index of the first block that trains; blocks before it are the frozen prefix.
     """
 
     def __init__(self, blocks: nn.Sequential, preprocess: Preprocess, name: str) -> None:
@@ -67,19 +68,19 @@ class FaceModel(nn.Module):
         """Float RGB [0,255] NCHW -> raw embedding (N, embedding_dim)."""
         return self.blocks(self.preprocess.normalise(x))
 
-    def forward_from(self, h: torch.Tensor, start: int) -> torch.Tensor:
-        """Run blocks[start:] on an activation produced by blocks[:start] (or pixels if start == 0)."""
-        if start == 0:
+    def forward_from(self, h: torch.Tensor, start_block: int) -> torch.Tensor:
+        """Run blocks[start_block:] on an activation of blocks[:start_block] (or pixels if start_block == 0)."""
+        if start_block == 0:
             return self(h)
-        for block in list(self.blocks)[start:]:
+        for block in list(self.blocks)[start_block:]:
             h = block(h)
         return h
 
-    def forward_prefix(self, x: torch.Tensor, stop: int) -> torch.Tensor:
-        """Run blocks[:stop] on float RGB pixels (stop == 0 returns the pixels unchanged)."""
-        if stop == 0:
+    def forward_prefix(self, x: torch.Tensor, start_block: int) -> torch.Tensor:
+        """Run blocks[:start_block] on float RGB pixels (start_block == 0 returns the pixels unchanged)."""
+        if start_block == 0:
             return x
         h = self.preprocess.normalise(x)
-        for block in list(self.blocks)[:stop]:
+        for block in list(self.blocks)[:start_block]:
             h = block(h)
         return h

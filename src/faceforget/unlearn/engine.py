@@ -83,13 +83,13 @@ def _restore_masked(ctx: MethodContext, optimizer: torch.optim.Optimizer) -> Non
     """Reset weights outside the mask to the original and clear their optimiser state (SalUn's rule)."""
     if ctx.param_mask is None:
         return
-    original = dict(ctx.original.named_parameters())
+    original_weights = dict(ctx.original_model.named_parameters())
     for name, p in ctx.model.named_parameters():
         mask = ctx.param_mask.get(name)
         if mask is None:
             continue
         keep = mask.bool()
-        p.copy_(torch.where(keep, p, original[name]))
+        p.copy_(torch.where(keep, p, original_weights[name]))
         for buf in optimizer.state.get(p, {}).values():
             if torch.is_tensor(buf) and buf.shape == p.shape:
                 buf.mul_(keep)
@@ -106,46 +106,46 @@ def resolve_steps(cfg: EngineConfig, data: UnlearnData) -> EngineConfig:
     return cfg.model_copy(update={"steps": max(1, cfg.epochs * per_epoch)})
 
 
-def build_banks(original: FaceModel, data: UnlearnData, cfg: EngineConfig,
+def build_banks(original_model: FaceModel, data: UnlearnData, cfg: EngineConfig,
                 progress: bool = True) -> tuple[ViewBank, ViewBank]:
     """The forget and retain view banks for `cfg` (views, augmentation, seed, trainable start block)."""
-    kw = dict(augment_cfg=cfg.augment, start=first_trainable_block(original, cfg.trainable), seed=cfg.seed,
-              batch_size=cfg.batch_size_embed, progress=progress)
-    return (build_view_bank(original, data.forget_pixels, data.forget_labels, views=cfg.forget_views,
+    kw = dict(augment_cfg=cfg.augment, start_block=first_trainable_block(original_model, cfg.trainable),
+              seed=cfg.seed, batch_size=cfg.batch_size_embed, progress=progress)
+    return (build_view_bank(original_model, data.forget_pixels, data.forget_labels, views=cfg.forget_views,
                             stream="forget", **kw),
-            build_view_bank(original, data.retain_pixels, data.retain_labels, views=cfg.retain_views,
+            build_view_bank(original_model, data.retain_pixels, data.retain_labels, views=cfg.retain_views,
                             stream="retain", **kw))
 
 
 def run_engine(
-    method: UnlearningMethod, original: FaceModel, data: UnlearnData, cfg: EngineConfig, *,
+    method: UnlearningMethod, original_model: FaceModel, data: UnlearnData, cfg: EngineConfig, *,
     checkpoint_path: str | Path | None = None, signature: str = "", progress: bool = True,
     on_step: StepCallback | None = None, banks: tuple[ViewBank, ViewBank] | None = None,
 ) -> EngineResult:
     """
-    Unlearn: copy `original`, train its selected blocks with `method`'s losses, return the copy.
+    Unlearn: copy `original_model`, train its selected blocks with `method`'s losses, return the copy.
 
-    `original` is never modified. With `checkpoint_path` and `cfg.checkpoint_every`, a run that is
+    `original_model` is never modified. With `checkpoint_path` and `cfg.checkpoint_every`, a run that is
     killed resumes from its last checkpoint (whose `signature` must match) to identical weights.
-    `banks` (forget, retain) built by `build_view_bank` for the same start block can be shared
+    `banks` (forget, retain) built by `build_banks` for the same start block can be shared
     between runs (a benchmark's methods and seeds) instead of being rebuilt.
     """
     t0 = time.perf_counter()
     cfg = resolve_steps(cfg, data)
     seed_everything(cfg.seed)
-    original = original.eval()
-    for p in original.parameters():
+    original_model = original_model.eval()
+    for p in original_model.parameters():
         p.requires_grad_(False)
-    start = first_trainable_block(original, cfg.trainable)
-    forget, retain = banks if banks is not None else build_banks(original, data, cfg, progress)
+    start_block = first_trainable_block(original_model, cfg.trainable)
+    forget, retain = banks if banks is not None else build_banks(original_model, data, cfg, progress)
     t_cache = time.perf_counter()
 
-    model = copy.deepcopy(original)
-    params = apply_trainable(model, start)
+    model = copy.deepcopy(original_model)
+    params = apply_trainable(model, start_block)
     model.train()
-    ctx = MethodContext(model=model, original=original, start=start, forget=forget, retain=retain,
-                        identity_names=list(data.identity_names), forget_label_ids=list(data.forget_label_ids),
-                        total_steps=cfg.steps, forget_pixels=data.forget_pixels, config=cfg)
+    ctx = MethodContext(model=model, original_model=original_model, start_block=start_block, forget=forget,
+                        retain=retain, identity_names=list(data.identity_names),
+                        forget_label_ids=list(data.forget_label_ids), forget_pixels=data.forget_pixels, config=cfg)
     method.setup(ctx)
     t_setup = time.perf_counter()
     optimizer = _optimizer(cfg, params + ctx.extra_params)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from faceforget.config import EngineConfig
@@ -17,9 +17,18 @@ LossTerms = dict[str, torch.Tensor]
 
 
 class MethodParams(BaseModel):
-    """Base of every method's knobs: unknown keys are errors."""
+    """Base of every method's knobs: unknown keys are errors; a knob's old name (`renamed`) names the new one."""
 
     model_config = ConfigDict(extra="forbid")
+    renamed: ClassVar[dict[str, str]] = {}  # old name -> new name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_old_names(cls, data: object) -> object:
+        old = sorted(k for k in data if k in cls.renamed) if isinstance(data, dict) else []
+        if old:
+            raise ValueError("renamed: " + ", ".join(f"{k} is now {cls.renamed[k]}" for k in old))
+        return data
 
 
 @dataclass
@@ -27,13 +36,13 @@ class ViewBank:
     """
     Every view (clean + augmented copies) of one stream's images, ready for the trainable suffix.
 
-    `inputs` are prefix activations (or float pixels when the whole net trains); `original` holds the
+    `inputs` are prefix activations (or float pixels when the whole net trains); `z_original` holds the
     frozen original model's L2-normalised embedding of each view; `image` maps a view to its image.
     """
 
     inputs: torch.Tensor
     labels: torch.Tensor
-    original: torch.Tensor
+    z_original: torch.Tensor
     image: torch.Tensor
     views_per_image: int
 
@@ -42,7 +51,7 @@ class ViewBank:
 
     def take(self, idx: torch.Tensor) -> "Part":
         """The rows `idx` as a batch part."""
-        return Part(self.inputs[idx].float(), self.labels[idx], self.original[idx], self.image[idx])
+        return Part(self.inputs[idx].float(), self.labels[idx], self.z_original[idx], self.image[idx])
 
     def clean(self) -> torch.Tensor:
         """Indices of the un-augmented view of every image."""
@@ -51,11 +60,11 @@ class ViewBank:
 
 @dataclass
 class Part:
-    """One stream's share of a batch."""
+    """One stream's share of a batch (fields as in `ViewBank`)."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
-    original: torch.Tensor
+    z_original: torch.Tensor
     image: torch.Tensor
 
     def __len__(self) -> int:
@@ -76,13 +85,12 @@ class MethodContext:
     """Everything a method may read: models, banks, labels; and what it may add (heads, masks, params)."""
 
     model: FaceModel
-    original: FaceModel
-    start: int
+    original_model: FaceModel  # frozen, never trained
+    start_block: int
     forget: ViewBank
     retain: ViewBank
     identity_names: list[str]
     forget_label_ids: list[int]
-    total_steps: int
     forget_pixels: torch.Tensor  # uint8 NHWC clean forget images (for pixel-space attacks)
     config: EngineConfig = field(default_factory=EngineConfig)  # read-only: batch sizes, steps, seed
     extra_params: list[nn.Parameter] = field(default_factory=list)
@@ -91,7 +99,7 @@ class MethodContext:
 
     def embed(self, part: Part) -> torch.Tensor:
         """The trainable model's L2-normalised embeddings of a batch part (with gradients)."""
-        return F.normalize(self.model.forward_from(part.inputs, self.start), dim=1)
+        return F.normalize(self.model.forward_from(part.inputs, self.start_block), dim=1)
 
     @property
     def seed(self) -> int:

@@ -22,13 +22,13 @@ def final_linear(model: FaceModel) -> nn.Linear:
 
 
 @torch.no_grad()
-def linear_inputs(model: FaceModel, inputs: torch.Tensor, start: int, batch_size: int = 512) -> torch.Tensor:
-    """Inputs of the final linear layer for activations at block `start` (or pixels if start == 0)."""
+def linear_inputs(model: FaceModel, inputs: torch.Tensor, start_block: int, batch_size: int = 512) -> torch.Tensor:
+    """Inputs of the final linear layer for inputs of block `start_block` (pixels if start_block == 0)."""
     fc, seen = final_linear(model), []
     handle = fc.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
     try:
         for lo in range(0, len(inputs), batch_size):
-            model.forward_from(inputs[lo:lo + batch_size].float(), start)
+            model.forward_from(inputs[lo:lo + batch_size].float(), start_block)
     finally:
         handle.remove()
     return torch.cat(seen)
@@ -43,8 +43,9 @@ def ridge_solve(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, ridge: 
 
 
 @torch.no_grad()
-def refit_final_linear(model: FaceModel, original: FaceModel, retain_inputs: torch.Tensor,
-                       forget_inputs: torch.Tensor, start: int, forget_weight: float, ridge: float = 1e-3) -> None:
+def refit_final_linear(model: FaceModel, original_model: FaceModel, retain_inputs: torch.Tensor,
+                       forget_inputs: torch.Tensor, start_block: int, forget_weight: float,
+                       ridge: float = 1e-3) -> None:
     """
     Refit `model`'s final linear layer in place (bias-free layers only).
 
@@ -54,8 +55,8 @@ def refit_final_linear(model: FaceModel, original: FaceModel, retain_inputs: tor
     fc = final_linear(model)
     if fc.bias is not None:
         raise ValueError("refit supports a bias-free final linear layer")
-    x_r, x_f = linear_inputs(model, retain_inputs, start), linear_inputs(model, forget_inputs, start)
-    y_r = torch.cat([original.forward_from(retain_inputs[lo:lo + 512].float(), start)
+    x_r, x_f = linear_inputs(model, retain_inputs, start_block), linear_inputs(model, forget_inputs, start_block)
+    y_r = torch.cat([original_model.forward_from(retain_inputs[lo:lo + 512].float(), start_block)
                      for lo in range(0, len(retain_inputs), 512)])
     y_f = fc(x_f)
     weights = torch.cat([torch.full((len(x_r),), 1.0 / len(x_r)), torch.full((len(x_f),), forget_weight / len(x_f))])

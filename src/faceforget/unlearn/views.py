@@ -13,15 +13,15 @@ from faceforget.unlearn.method import ViewBank
 
 @torch.no_grad()
 def build_view_bank(
-    original: FaceModel, pixels: torch.Tensor, labels: torch.Tensor, *, views: int, augment_cfg: AugmentConfig,
-    start: int, seed: int, stream: str, batch_size: int = 64, progress: bool = True,
+    original_model: FaceModel, pixels: torch.Tensor, labels: torch.Tensor, *, views: int,
+    augment_cfg: AugmentConfig, start_block: int, seed: int, stream: str, batch_size: int = 64, progress: bool = True,
 ) -> ViewBank:
     """
-    `views` views per image (view 0 clean), as prefix activations at block `start` (uint8 pixels if 0).
+    `views` views per image (view 0 clean), as the input of block `start_block` (uint8 pixels if 0).
 
     Row order is image-major (row = image * views + view), so a view maps back to its image.
     """
-    original.eval()
+    original_model.eval()
     n = pixels.shape[0]
     inputs, embeds = [], []
     with progress_bar(f"caching {stream} views", n * views, progress) as bar:
@@ -30,16 +30,16 @@ def build_view_bank(
             gen = torch_generator(seed, "views", stream, lo)
             batch = torch.stack([x] + [augment(x, augment_cfg, gen).round() for _ in range(views - 1)], 1)
             batch = batch.flatten(0, 1)  # (images * views, C, H, W), image-major
-            h = original.forward_prefix(batch, start)
-            embeds.append(F.normalize(original.forward_from(h, start), dim=1))
-            inputs.append(h.to(torch.uint8) if start == 0 else h)
+            h = original_model.forward_prefix(batch, start_block)
+            embeds.append(F.normalize(original_model.forward_from(h, start_block), dim=1))
+            inputs.append(h.to(torch.uint8) if start_block == 0 else h)
             bar.advance(batch.shape[0])
     image = torch.arange(n).repeat_interleave(views)
-    empty = (0, *pixels.shape[3:0:-1]) if start == 0 else (0,)
+    empty = (0, *pixels.shape[3:0:-1]) if start_block == 0 else (0,)
     return ViewBank(
         inputs=torch.cat(inputs) if inputs else torch.empty(empty),
         labels=labels.repeat_interleave(views),
-        original=torch.cat(embeds) if embeds else torch.empty(0, 0),
+        z_original=torch.cat(embeds) if embeds else torch.empty(0, 0),
         image=image,
         views_per_image=views,
     )

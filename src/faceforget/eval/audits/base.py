@@ -120,13 +120,14 @@ class Audit(ABC):
 
 
 def run_audits(
-    original: AuditInputs, unlearned: AuditInputs, seed: int, audits: Sequence[Audit] | None = None
+    inputs_before: AuditInputs, inputs_after: AuditInputs, seed: int, audits: Sequence[Audit] | None = None
 ) -> dict[str, dict[str, AuditResult | float | None]]:
-    """{audit name: {before, after, chance}}: each audit on the original and the unlearned embeddings."""
-    if original.sets().keys() != unlearned.sets().keys():
-        raise ValueError(f"original has sets {list(original.sets())}, unlearned has {list(unlearned.sets())}")
-    for name, before in original.sets().items():
-        if not np.array_equal(before.labels, unlearned.sets()[name].labels):
+    """{audit name: {before, after, chance}}: each audit on the original (before) and the unlearned embeddings."""
+    sets_before, sets_after = inputs_before.sets(), inputs_after.sets()
+    if sets_before.keys() != sets_after.keys():
+        raise ValueError(f"original has sets {list(sets_before)}, unlearned has {list(sets_after)}")
+    for name, before in sets_before.items():
+        if not np.array_equal(before.labels, sets_after[name].labels):
             raise ValueError(f"original and unlearned {name} must hold the same photos (labels, order)")
     if audits is None:
         from faceforget.eval.audits import default_audits
@@ -134,6 +135,6 @@ def run_audits(
         audits = default_audits(seed)
     table: dict[str, dict[str, AuditResult | float | None]] = {}
     for audit in audits:
-        before, after = audit.run(original), audit.run(unlearned, reference=original)
+        before, after = audit.run(inputs_before), audit.run(inputs_after, reference=inputs_before)
         table[audit.name] = {"before": before, "after": after, "chance": after.chance}
     return table

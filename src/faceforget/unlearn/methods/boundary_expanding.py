@@ -9,7 +9,7 @@ Loss: CosFace CE of forget views toward the shadow index N over the widened rows
 stream only. The shadow rows live in `ctx.extra_params` (trained and checkpointed by the engine) and
 are never part of the shipped backbone, which is the reference's pruning step.
 Deviations: the N original rows stay frozen (C2; the reference trains the whole widened net); the
-shadow row starts as a seeded Gaussian, normalised (reference: Xavier-normal). `be_shadow_rows: K`
+shadow row starts as a seeded Gaussian, normalised (reference: Xavier-normal). `shadow_rows: K`
 (one row per forget identity) is an ablation; 1 is faithful. Expect the forget identities to merge
 toward one direction rather than disperse.
 Defaults: one shadow row; SGD lr 1e-5, momentum 0.9, no wd, batch 64, 10 epochs; about 790 steps (§11).
@@ -32,7 +32,8 @@ from faceforget.unlearn.methods.head_method import HeadMethod, HeadParams
 class BoundaryExpandingParams(HeadParams):
     """Boundary Expanding knobs."""
 
-    be_shadow_rows: Literal[1, "K"] = Field(1, description="1 shadow row, or K: one per forget identity")
+    renamed = {"be_shadow_rows": "shadow_rows"}
+    shadow_rows: Literal[1, "K"] = Field(1, description="1 shadow row, or K: one per forget identity")
 
 
 class BoundaryExpanding(HeadMethod):
@@ -46,8 +47,8 @@ class BoundaryExpanding(HeadMethod):
     def setup(self, ctx: MethodContext) -> None:
         """Fit the head, add the shadow row(s) and the label -> shadow index map."""
         super().setup(ctx)
-        k = 1 if self.params.be_shadow_rows == 1 else len(ctx.forget_label_ids)
-        rows = torch.randn(k, ctx.forget.original.shape[1], generator=torch_generator(ctx.seed, "be_shadow"))
+        k = 1 if self.params.shadow_rows == 1 else len(ctx.forget_label_ids)
+        rows = torch.randn(k, ctx.forget.z_original.shape[1], generator=torch_generator(ctx.seed, "be_shadow"))
         shadow = nn.Parameter(F.normalize(rows, dim=1))
         ctx.extra_params.append(shadow)
         slot = torch.zeros(ctx.n_identities, dtype=torch.long)

@@ -11,7 +11,7 @@ x_adv = round(clip(x + eps * 255 * sign(grad_x CE), 0, 255)); y_hat = argmax of 
 x_adv. Training: CosFace CE of the clean forget views toward y_hat; forget stream only.
 Deviations: (1) y_hat is computed once per clean forget image (`ctx.forget_pixels`) and used for all of
 that image's augmented views (the reference attacks each augmented batch; with the hflip-only views
-of C8 the frozen model's neighbour rarely differs). (2) `bs_neighbour_pool: retain` (default): when
+of C8 the frozen model's neighbour rarely differs). (2) `neighbour_pool: retain` (default): when
 y_hat is a forget identity, or the attack fails, the argmax over the retain rows is used instead
 (the reference forgets one class, so its neighbour is always retained); `all` is faithful.
 (3) Frozen CosFace head (C2). `ctx.state` logs `bs_attack_success` (fraction with y_hat != y before
@@ -37,8 +37,10 @@ from faceforget.unlearn.methods.reference import ReferenceRecipe
 class BoundaryShrinkParams(HeadParams):
     """Boundary Shrink knobs."""
 
-    bs_eps_pixels: float = Field(0.1, gt=0, le=1, description="FGSM step in [0,1] units of RGB (x 255 levels)")
-    bs_neighbour_pool: Literal["retain", "all"] = "retain"
+    renamed = {"bs_eps_pixels": "eps_pixels", "bs_neighbour_pool": "neighbour_pool"}
+    eps_pixels: float = Field(0.1, gt=0, le=1, description="FGSM step in [0,1] units of RGB (x 255 levels)")
+    neighbour_pool: Literal["retain", "all"] = Field(
+        "retain", description="retain: a neighbour that is a forget identity is replaced by the best retain row")
 
 
 @torch.enable_grad()
@@ -66,12 +68,12 @@ class BoundaryShrink(HeadMethod):
         super().setup(ctx)
         labels = ctx.forget.labels[ctx.forget.clean()]
         pixels = ctx.forget_pixels.permute(0, 3, 1, 2).float()
-        size, eps = ctx.config.batch_size_embed, self.params.bs_eps_pixels * 255
-        logits = torch.cat([fgsm_logits(ctx.original, self.head(ctx), x, y, eps)
+        size, eps = ctx.config.batch_size_embed, self.params.eps_pixels * 255
+        logits = torch.cat([fgsm_logits(ctx.original_model, self.head(ctx), x, y, eps)
                             for x, y in zip(pixels.split(size), labels.split(size), strict=True)])
         raw = logits.argmax(1)
         targets = raw
-        if self.params.bs_neighbour_pool == "retain":
+        if self.params.neighbour_pool == "retain":
             forget_ids = torch.tensor(ctx.forget_label_ids, dtype=torch.long)
             retain_best = logits.index_fill(1, forget_ids, float("-inf")).argmax(1)
             targets = torch.where(torch.isin(raw, forget_ids), retain_best, raw)

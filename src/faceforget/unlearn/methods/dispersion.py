@@ -79,11 +79,11 @@ class Dispersion(UnlearningMethod):
     def setup(self, ctx: MethodContext) -> None:
         """Frozen, normalised centroid of each forget identity; the selective weight mask if asked for."""
         clean = ctx.forget.clean()
-        labels, emb = ctx.forget.labels[clean], ctx.forget.original[clean]
+        labels, emb = ctx.forget.labels[clean], ctx.forget.z_original[clean]
         centroids = torch.zeros(ctx.n_identities, emb.shape[1])
         centroids.index_add_(0, labels, emb)
         ctx.state["centroids"] = F.normalize(centroids, dim=1)
-        retain = ctx.retain.original[ctx.retain.clean()]
+        retain = ctx.retain.z_original[ctx.retain.clean()]
         mean = F.normalize(retain.mean(0), dim=0)
         ctx.state["face_direction"] = mean
         ctx.state["cone_floor"] = float(torch.quantile(retain @ mean, 0.01))
@@ -117,7 +117,7 @@ class Dispersion(UnlearningMethod):
     def finalize(self, ctx: MethodContext) -> None:
         """The closed-form refit of the final linear layer (when `refit`)."""
         if self.params.refit:
-            refit_final_linear(ctx.model, ctx.original, ctx.retain.inputs, ctx.forget.inputs, ctx.start,
+            refit_final_linear(ctx.model, ctx.original_model, ctx.retain.inputs, ctx.forget.inputs, ctx.start_block,
                                self.params.refit_forget_weight, self.params.refit_ridge)
 
     def _forget_terms(self, z_f: torch.Tensor, labels: torch.Tensor, negatives: torch.Tensor | None,
@@ -145,7 +145,7 @@ class Dispersion(UnlearningMethod):
         if z_r is not None:
             if p.c:
                 keep = chord_keep_loss if p.keep_distance == "chord" else keep_loss
-                terms["keep"] = p.c * keep(z_r, batch.retain.original)
+                terms["keep"] = p.c * keep(z_r, batch.retain.z_original)
             if p.d:
-                terms["rel"] = p.d * relational_loss(z_r, batch.retain.original)
+                terms["rel"] = p.d * relational_loss(z_r, batch.retain.z_original)
         return terms

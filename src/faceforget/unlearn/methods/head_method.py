@@ -69,7 +69,7 @@ class HeadMethod(UnlearningMethod):
     def setup(self, ctx: MethodContext) -> None:
         """Fit the head on the original clean embeddings of all training images (C1); log its report."""
         f, r = ctx.forget, ctx.retain
-        emb = torch.cat([f.original[f.clean()], r.original[r.clean()]])
+        emb = torch.cat([f.z_original[f.clean()], r.z_original[r.clean()]])
         labels = torch.cat([f.labels[f.clean()], r.labels[r.clean()]])
         spec = self.params.head
         head, report = fit_head(emb, labels, ctx.n_identities, spec.s, spec.m, spec.kind, spec.fit_lr,

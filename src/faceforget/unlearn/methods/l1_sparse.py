@@ -8,7 +8,7 @@ sparsity-aware unlearning. Reference code: OPTML-Group/Unlearn-Sparse
 Spec: BASELINES.md §10.
 Loss: CE(retain) + gamma_e * ||theta||_1, gamma_e = gamma (1 - e / (E - E0)) for e < E - E0, else 0,
 constant within epoch e (0-indexed). E: epochs of the run, one pass over our D_r at the engine's
-retain batch each, the run's `total_steps` cut into round(total / pass) equal epochs (exactly E
+retain batch each, the run's `config.steps` cut into round(total / pass) equal epochs (exactly E
 passes under the "epochs" steps policy). E0 = `no_l1_epochs`.
 Deviations: the norm covers the conv and fc weights and biases of the trainable set only (C4; dlib's
 frozen affine layers and norm affines are left out; the reference uses every parameter); frozen head.
@@ -54,8 +54,8 @@ class L1Sparse(Finetune):
 
     def gamma_at(self, step: int, ctx: MethodContext) -> float:
         """The L1 weight of the epoch that holds `step`."""
-        epochs = n_epochs(ctx.total_steps, math.ceil(n_images(ctx.retain) / max(1, ctx.config.retain_batch)))
-        epoch = phase_at(step, ctx.total_steps, [1] * epochs)
+        epochs = n_epochs(ctx.config.steps, math.ceil(n_images(ctx.retain) / max(1, ctx.config.retain_batch)))
+        epoch = phase_at(step, ctx.config.steps, [1] * epochs)
         active = epochs - self.params.no_l1_epochs
         return self.params.gamma * (1 - epoch / active) if epoch < active else 0.0
 
@@ -64,7 +64,7 @@ class L1Sparse(Finetune):
         super().setup(ctx)
         weights = [p.detach().abs().flatten() for p in sparse_params(ctx.model)]
         if weights:
-            shrink = ctx.config.lr * sum(self.gamma_at(t, ctx) for t in range(ctx.total_steps))
+            shrink = ctx.config.lr * sum(self.gamma_at(t, ctx) for t in range(ctx.config.steps))
             ctx.state["l1_shrink_fraction"] = shrink / max(float(torch.cat(weights).median()), 1e-12)
 
     def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:

@@ -46,8 +46,8 @@ class NegGradPlus(HeadMethod):
             terms["retain_ce"] = p.beta * self.ce(ctx, batch.retain)
         if p.l2_to_init:
             params = trainable_named_parameters(ctx.model)
-            original = dict(ctx.original.named_parameters())
-            dist = sq_distance(list(params.values()), [original[n] for n in params])
+            original_weights = dict(ctx.original_model.named_parameters())
+            dist = sq_distance(list(params.values()), [original_weights[n] for n in params])
             terms["l2_to_init"] = p.beta * p.l2_to_init / 2 * dist
         if batch.forget is not None:
             terms["forget_ce"] = -(1 - p.beta) * self.ce(ctx, batch.forget)

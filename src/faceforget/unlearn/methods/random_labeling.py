@@ -8,12 +8,12 @@ Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (arXiv 1911.0
 Loss: CosFace CE toward a random label for forget views and the true label for retain views, averaged
 over the whole batch (two terms weighted by their share of the batch).
 Epochs: a fresh label per forget image is drawn at the start of each epoch; an epoch is one pass over
-our D_f + D_r at the engine's batch (forget_batch + retain_batch), and the run's `total_steps` are cut
+our D_f + D_r at the engine's batch (forget_batch + retain_batch), and the run's `config.steps` are cut
 into round(total / pass) equal epochs. All views of an image share the epoch's label.
 `forget_then_retain`: per epoch, a pass over D_f with fresh labels per step, then a pass over D_r;
 it needs the `uniform` sampler.
 Deviations: frozen CosFace head (C2); labels range over the N training identities.
-Defaults: `rl_schedule: mixed` (the reference's many-class branch), `rl_exclude_true: false` (the
+Defaults: `loader: mixed` (the reference's many-class branch), `exclude_true_label: false` (the
 code allows the true label); SGD lr 0.01 (arg default), momentum 0.9, wd 5e-4, batch 256, 10 epochs,
 about 1,760 steps (§11).
 """
@@ -34,8 +34,11 @@ from faceforget.unlearn.methods.reference import ReferenceRecipe
 class RandomLabelingParams(HeadParams):
     """RL knobs."""
 
-    rl_schedule: Literal["mixed", "forget_then_retain"] = "mixed"
-    rl_exclude_true: bool = Field(False, description="draw random labels different from the true one")
+    renamed = {"rl_schedule": "loader", "rl_exclude_true": "exclude_true_label"}
+    loader: Literal["mixed", "forget_then_retain"] = Field(
+        "mixed", description="mixed: one shuffled pass over forget + retain per epoch; forget_then_retain: a forget "
+        "pass, then a retain pass")
+    exclude_true_label: bool = Field(False, description="draw random labels different from the true one")
 
 
 class RandomLabeling(HeadMethod):
@@ -47,32 +50,32 @@ class RandomLabeling(HeadMethod):
 
     def setup(self, ctx: MethodContext) -> None:
         """Fit the head; `forget_then_retain` needs per-stream batches."""
-        if self.params.rl_schedule == "forget_then_retain" and ctx.config.sampler != "uniform":
-            raise ValueError("rl_schedule 'forget_then_retain' needs the engine's 'uniform' sampler")
+        if self.params.loader == "forget_then_retain" and ctx.config.sampler != "uniform":
+            raise ValueError("loader 'forget_then_retain' needs the engine's 'uniform' sampler")
         super().setup(ctx)
 
     def _phase(self, step: int, ctx: MethodContext) -> int:
         """Epoch (mixed) or pass (forget_then_retain: even = forget, odd = retain) that holds `step`."""
         cfg, nf, nr = ctx.config, n_images(ctx.forget), n_images(ctx.retain)
-        if self.params.rl_schedule == "mixed":
+        if self.params.loader == "mixed":
             lengths = [math.ceil((nf + nr) / (cfg.forget_batch + cfg.retain_batch))]
         else:
             lengths = [math.ceil(nf / cfg.forget_batch), math.ceil(nr / max(1, cfg.retain_batch))]
-        return phase_at(step, ctx.total_steps, lengths * n_epochs(ctx.total_steps, sum(lengths)))
+        return phase_at(step, ctx.config.steps, lengths * n_epochs(ctx.config.steps, sum(lengths)))
 
     def streams(self, step: int, ctx: MethodContext) -> tuple[bool, bool]:
         """Both streams per batch (mixed), or a forget pass then a retain pass per epoch."""
-        if self.params.rl_schedule == "mixed":
+        if self.params.loader == "mixed":
             return True, True
         on_forget = self._phase(step, ctx) % 2 == 0
         return on_forget, not on_forget
 
     def random_labels(self, step: int, ctx: MethodContext) -> torch.Tensor:
         """One random train-identity label per forget image for `step` (seeded by run seed and epoch)."""
-        key = self._phase(step, ctx) if self.params.rl_schedule == "mixed" else step
+        key = self._phase(step, ctx) if self.params.loader == "mixed" else step
         gen = torch_generator(ctx.seed, "random_labels", key)
         true = ctx.forget.labels[ctx.forget.clean()]
-        if not self.params.rl_exclude_true:
+        if not self.params.exclude_true_label:
             return torch.randint(0, ctx.n_identities, true.shape, generator=gen)
         draw = torch.randint(0, ctx.n_identities - 1, true.shape, generator=gen)
         return draw + (draw >= true).long()

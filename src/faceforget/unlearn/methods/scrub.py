@@ -12,7 +12,7 @@ Max-step (forget views only): -KL_T(teacher || student). Min-step (retain views 
 gamma * CosFace CE + alpha * KL_T. KL on plain logits s*cos / T (C3).
 Schedule: `epochs` epochs; the first `msteps` have a forget pass (ceil(forget images / forget_batch)
 steps) before the retain pass (ceil(retain images / retain_batch) steps). These literal phases are
-stretched pro rata over `ctx.total_steps`, so with the "epochs" steps policy they are exact and with
+stretched pro rata over `ctx.config.steps`, so with the "epochs" steps policy they are exact and with
 "match_reference" every phase keeps its share.
 Deviations: frozen head (C2); one optimiser and LR schedule from the engine (the reference's decay
 epochs [3,5,9] never fire for E = 3); the other-KD term (beta = 0) is left out;
@@ -63,16 +63,16 @@ class Scrub(HeadMethod):
         max_phase = (True, math.ceil(n_images(ctx.forget) / cfg.forget_batch))
         min_phase = (False, math.ceil(n_images(ctx.retain) / max(1, cfg.retain_batch)))
         plan = [ph for e in range(p.epochs) for ph in [max_phase] * (e < p.msteps) + [min_phase]]
-        is_max = plan[phase_at(step, ctx.total_steps, [n for _, n in plan])][0]
+        is_max = plan[phase_at(step, ctx.config.steps, [n for _, n in plan])][0]
         return is_max, not is_max
 
     def kl(self, ctx: MethodContext, part: Part, z: torch.Tensor) -> torch.Tensor:
         """KL_T(teacher || student) of this part's views, `z` being the student's embeddings."""
         head = self.head(ctx)
         if self.params.kl_logits == "plain":
-            student, teacher = head.logits(z), head.logits(part.original)
+            student, teacher = head.logits(z), head.logits(part.z_original)
         else:
-            student, teacher = head.margin_logits(z, part.labels), head.margin_logits(part.original, part.labels)
+            student, teacher = head.margin_logits(z, part.labels), head.margin_logits(part.z_original, part.labels)
         return distill_kl(student, teacher.detach(), self.params.T)
 
     def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:
