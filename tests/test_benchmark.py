@@ -1,5 +1,6 @@
 """Benchmark runner on generated images with a tiny model: equal-terms configs, resume, result files."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,29 @@ def test_variants_of_one_method_are_separate_rows(toy_dataset, toy_distractors, 
     assert "dispersion_no_keep" in (tmp_path / "b" / "results.md").read_text()
     assert json.loads((tmp_path / "b" / "seed0" / "dispersion_no_keep" / "config.json").read_text())[
         "config"]["params"]["c"] == 0
+
+
+PINNED = Path(__file__).parent / "pinned" / "benchmark_cells.json"
+RENAMED = {"rl_schedule": "loader", "rl_exclude_true": "exclude_true_label", "bs_eps_pixels": "eps_pixels",
+           "bs_neighbour_pool": "neighbour_pool", "be_shadow_rows": "shadow_rows", "ratio": "mask_ratio"}
+
+
+def test_resolved_cells_of_the_shipped_configs_are_pinned():
+    """Every cell of configs/*.yaml resolves as before issue 8 (the file was written by the old method_config)."""
+    from faceforget.config import EngineConfig
+    from faceforget.unlearn.registry import get_method
+
+    pinned = json.loads(PINNED.read_text())
+    defaults = EngineConfig().model_dump(mode="json")
+    root = Path(__file__).parent.parent
+    for cell in pinned["cells"]:
+        cfg = load_benchmark_config(root / cell["config"]).model_copy(
+            update={"steps_policy": cell["steps_policy"], "optimizer_policy": cell["optimizer_policy"]})
+        n_forget, n_retain = pinned["sizes"][str(cell["seed"])]
+        resolved = method_config(cfg, cell["row"], cell["seed"], n_forget, n_retain).run_settings()
+        changes = {k: v for k, v in resolved["engine"].items() if v != defaults[k]}
+        assert (resolved["method"], resolved["params"], changes) == (cell["method"], cell["params"],
+                                                                      cell["engine_changes"]), cell
+        assert resolved["eval"] == cfg.eval.model_dump(mode="json")
+    for method, params in pinned["method_params"].items():  # the same defaults under the new knob names
+        assert get_method(method).params.model_dump(mode="json") == {RENAMED.get(k, k): v for k, v in params.items()}

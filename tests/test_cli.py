@@ -74,3 +74,34 @@ def test_demo_without_data_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEFORGET_CACHE", str(tmp_path / "cache"))
     code, out = invoke("demo", "-o", tmp_path / "demo")
     assert code == 2 and "FACEFORGET_DATA" in out and "--data" in out
+
+
+@pytest.mark.parametrize("method", ["scrub", "dispersion"])
+def test_cli_run_resolves_the_same_config_as_the_benchmark_cell(method, toy_dataset, toy_distractors, tmp_path,
+                                                                 make_tiny_model):
+    from faceforget.benchmark import BenchmarkConfig, method_config
+    from faceforget.data.split import load_split
+    from faceforget.workspace import cell_signature
+
+    engine = {"steps": 2, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "trainable": "last:2"}
+    policies = {"steps_policy": "match_reference", "optimizer_policy": "reference", "max_steps": 3}
+    overrides = {"forget_batch": 4}
+    bench = BenchmarkConfig.model_validate({
+        "model": "tiny", "seeds": [0], "split": {"data": str(toy_dataset), "distractors": str(toy_distractors),
+                                                 "forget": 2},
+        "engine": engine, **policies, "methods": {method: {"engine": overrides}}})
+    split, cfg, run = tmp_path / "split.json", tmp_path / "cfg.yaml", tmp_path / "run"
+    code, out = invoke("protocol", "--data", toy_dataset, "--forget", 2, "--distractors", toy_distractors, "-o", split)
+    assert code == 0, out
+    manifest = load_split(split, progress=False)
+    n_forget, n_retain = len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train"))
+    cell = method_config(bench, method, 0, n_forget, n_retain)
+    signature, resolved = cell_signature(cell, manifest, "tiny", make_tiny_model())
+
+    cfg.write_text(yaml.safe_dump({"engine": engine, **policies, "engine_overrides": overrides}))
+    code, out = invoke("unlearn", "--model", "tiny", "--method", method, "--split", split, "--config", cfg, "-o", run)
+    assert code == 0, out
+    written = json.loads((run / "config.json").read_text())
+    assert written["signature"] == signature and written["config"] == resolved
+    assert resolved["engine"]["steps"] == (3 if method == "scrub" else 2)  # reference budget capped by max_steps
+    assert resolved["engine"]["optimizer"] == ("sgd" if method == "scrub" else "adam")

@@ -20,6 +20,7 @@ from faceforget.models.checkpoint import model_fingerprint
 from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder
+from faceforget.unlearn.recipe import resolve_recipe
 from faceforget.unlearn.registry import get_method
 from faceforget.workspace import prepare, run_in_workspace
 
@@ -85,7 +86,7 @@ class UnlearnResult:
     metrics: dict
 
 
-def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str | None) -> UnlearnConfig:
+def load_config(config: UnlearnConfig | dict | str | Path | None, method: str | None) -> UnlearnConfig:
     """An UnlearnConfig from a file, dict or object; `method` (if given) overrides the config's method."""
     if config is None:
         cfg = UnlearnConfig()
@@ -104,12 +105,14 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
+    The method's reference recipe is merged in as for a benchmark cell (`unlearn.recipe.resolve_recipe`).
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
     split and model are the same (checkpoints every `engine.checkpoint_every` steps).
     """
-    cfg = resolve_config(config, method)
+    cfg = load_config(config, method)
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
+    cfg = resolve_recipe(cfg, len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train")))
     original_model = _as_model(model)
     spec = str(model) if not isinstance(model, FaceModel) else original_model.name
     ws = prepare(original_model, spec, manifest, cfg.engine.trainable, cfg.eval, progress)
@@ -289,7 +292,7 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     out.mkdir(parents=True, exist_ok=True)
     manifest = make_split(root / "dlib150", forget=forget, seed=seed, distractors=root / "distractors_dlib150",
                           out=out / "split.json", progress=progress)
-    cfg = resolve_config(config, None)
+    cfg = load_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
     result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress)
     audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.root / "audits.json",

@@ -4,8 +4,9 @@
 Equal terms: one split per seed shared by every method, the same trainable blocks, the same cached
 views (augmentation), the same step budget (`steps_policy: shared`) and the same optimiser, learning
 rate, schedule and clipping (`optimizer_policy: shared`) unless a method's entry says otherwise; each
-baseline keeps its reference batch composition (BASELINES.md C6-C9). A finished cell is reused only
-when its stored signature (config, split, model) matches.
+baseline keeps its reference batch composition (docs/methods.md, rules C6-C9). A cell's config is what
+`faceforget unlearn` resolves for the same method and settings (`unlearn.recipe.resolve_recipe`). A
+finished cell is reused only when its stored signature (config, split, model) matches.
 Reference rows: Original (no unlearning) and Gallery delete (the model is unchanged, so once the forget
 identities' photos are re-enrolled from held-out images the metrics are the original's).
 """
@@ -14,12 +15,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from faceforget.config import EngineConfig, EvalConfig, UnlearnConfig, _Strict, load_yaml, validate_config
+from faceforget.config import (
+    EngineConfig,
+    EvalConfig,
+    RecipePolicy,
+    UnlearnConfig,
+    _Strict,
+    load_yaml,
+    validate_config,
+)
 from faceforget.data.records import SplitManifest
 from faceforget.data.split import load_split
 from faceforget.fileio import write_json_atomic, write_text_atomic
@@ -27,12 +35,12 @@ from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
 from faceforget.report.tables import result_row, write_csv
 from faceforget.runs import RunFolder
-from faceforget.unlearn.registry import available_methods, method_class
+from faceforget.unlearn.recipe import resolve_recipe
+from faceforget.unlearn.registry import available_methods
 from faceforget.unlearn.trainable import first_trainable_block
 from faceforget.workspace import Workspace, cell_signature, prepare, run_in_workspace
 
 REFERENCE_ROWS = ("original", "gallery_delete")
-OPTIMISER_KEYS = {"optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_steps", "grad_clip"}
 
 
 class SplitSpec(_Strict):
@@ -50,11 +58,11 @@ class MethodEntry(_Strict):
 
     method: str | None = Field(None, description="registered method name; lets one method appear as variants")
     params: dict = Field(default_factory=dict)
-    engine: dict = Field(default_factory=dict)
+    engine: dict = Field(default_factory=dict, description="engine keys that win over the method's recipe")
 
 
-class BenchmarkConfig(_Strict):
-    """methods x seeds on one protocol."""
+class BenchmarkConfig(RecipePolicy):
+    """methods x seeds on one protocol; the recipe policies apply to every method."""
 
     name: str = "benchmark"
     model: str = "dlib"
@@ -63,12 +71,6 @@ class BenchmarkConfig(_Strict):
     out: str = "runs/benchmark"
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    steps_policy: Literal["shared", "match_reference", "epochs"] = Field(
-        "shared", description="shared: every method gets engine.steps; else the baselines' reference budgets")
-    max_steps: int | None = Field(None, ge=1, description="cap on any method's steps")
-    optimizer_policy: Literal["shared", "reference"] = Field(
-        "shared", description="shared: every method uses the engine's optimiser, lr, schedule and clipping; "
-        "reference: each baseline keeps its reference optimiser and lr (BASELINES.md C6)")
     methods: dict[str, MethodEntry]
 
 
@@ -81,24 +83,18 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     return cfg
 
 
+def cell_request(cfg: BenchmarkConfig, name: str, seed: int) -> UnlearnConfig:
+    """The UnlearnConfig one cell asks for, as `faceforget unlearn --config` would read it (before the recipe)."""
+    entry = cfg.methods[name]
+    request = {"method": entry.method or name, "params": entry.params, "eval": cfg.eval.model_dump(),
+               "engine": cfg.engine.model_dump() | {"seed": seed}, "engine_overrides": entry.engine}
+    policies = cfg.model_dump(include=set(RecipePolicy.model_fields))
+    return validate_config(UnlearnConfig, request | policies, f"benchmark cell {name}/seed {seed}")
+
+
 def method_config(cfg: BenchmarkConfig, name: str, seed: int, n_forget: int, n_retain: int) -> UnlearnConfig:
     """The resolved UnlearnConfig of one cell: base engine, the method's reference recipe, its overrides."""
-    entry = cfg.methods[name]
-    method = entry.method or name
-    engine = cfg.engine.model_dump() | {"seed": seed}
-    recipe = getattr(method_class(method), "recipe", None)
-    if recipe is not None:
-        policy = "match_reference" if cfg.steps_policy == "shared" else cfg.steps_policy
-        ref = recipe.engine(n_forget, n_retain, policy)
-        shared = {"forget_views", "retain_views", "augment"} | ({"steps"} if cfg.steps_policy == "shared" else set())
-        if cfg.optimizer_policy == "shared":
-            shared |= OPTIMISER_KEYS
-        engine |= {k: v for k, v in ref.items() if k not in shared}
-    engine |= entry.engine
-    if cfg.max_steps is not None:
-        engine["steps"] = min(engine["steps"], cfg.max_steps)
-    return validate_config(UnlearnConfig, {"method": method, "params": entry.params, "engine": engine,
-                                           "eval": cfg.eval.model_dump()}, f"benchmark cell {name}/seed {seed}")
+    return resolve_recipe(cell_request(cfg, name, seed), n_forget, n_retain, f"benchmark cell {name}/seed {seed}")
 
 
 def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> SplitManifest:

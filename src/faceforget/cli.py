@@ -70,7 +70,7 @@ def evaluate(
     from faceforget.report.tables import metrics_markdown
 
     with _errors():
-        cfg = api.resolve_config(config, None).eval
+        cfg = api.load_config(config, None).eval
         result = api.evaluate(model, data, split, cfg=cfg,
                               out=None if output is None else output / "metrics.json")
     table = metrics_markdown({"model": result["metrics"]})

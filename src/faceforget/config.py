@@ -1,5 +1,5 @@
 """
-Validated configuration (pydantic): engine, unlearning run, evaluation and benchmark sections.
+Validated configuration (pydantic): engine, unlearning run, recipe policies and evaluation sections.
 
 Every model forbids unknown keys, so a misspelled key or an out-of-range value fails with the path
 of the field in the message (see `load_yaml`).
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from faceforget.data.augment import AugmentConfig
 
@@ -58,13 +58,43 @@ class EvalConfig(_Strict):
     knn: Literal["torch", "faiss"] = "torch"
 
 
-class UnlearnConfig(_Strict):
-    """One unlearning run: method name, its params (validated by the method) and the engine."""
+class RecipePolicy(_Strict):
+    """How a method's reference recipe meets the engine settings (`unlearn/recipe.py`, docs/methods.md)."""
+
+    steps_policy: Literal["shared", "match_reference", "epochs"] = Field(
+        "shared", description="shared: every method gets engine.steps; else the baselines' reference budgets")
+    optimizer_policy: Literal["shared", "reference"] = Field(
+        "shared", description="shared: every method uses the engine's optimiser, lr, schedule and clipping; "
+        "reference: each baseline keeps its reference optimiser and lr (docs/methods.md, rule C6)")
+    max_steps: int | None = Field(None, ge=1, description="cap on any method's steps")
+
+
+class UnlearnConfig(RecipePolicy):
+    """
+    One unlearning run: method name, its params (validated by the method), the engine, the recipe policies.
+
+    `unlearn.recipe.resolve_recipe` merges the method's reference recipe into `engine`; the resolved
+    `run_settings()` are what a run records and what its signature hashes.
+    """
 
     method: str = "dispersion"
     params: dict = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    engine_overrides: dict = Field(default_factory=dict, description="engine keys that win over the method's "
+                                   "reference recipe (a benchmark entry's `engine`)")
+
+    @field_validator("engine_overrides")
+    @classmethod
+    def _known_engine_keys(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(EngineConfig.model_fields))
+        if unknown:
+            raise ValueError(f"unknown engine keys {unknown}")
+        return value
+
+    def run_settings(self) -> dict:
+        """Method, params, engine and eval as JSON data: all a resolved config's run depends on."""
+        return self.model_dump(mode="json", include={"method", "params", "engine", "eval"})
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -118,7 +118,7 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
         str, dict]:
     """(signature, resolved config) of a run: what decides whether a finished run folder can be reused."""
     method = get_method(cfg.method, cfg.params)
-    resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
+    resolved = cfg.run_settings() | {"params": method.params.model_dump(mode="json")}
     return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original_model)), resolved
 
 

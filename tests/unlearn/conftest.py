@@ -6,7 +6,7 @@ from faceforget.config import EngineConfig
 from faceforget.unlearn.engine import UnlearnData, run_engine
 from faceforget.unlearn.methods.finetune import Finetune
 from faceforget.unlearn.methods.head_method import HeadMethod
-from faceforget.unlearn.methods.reference import HFLIP_ONLY
+from faceforget.unlearn.recipe import HFLIP_ONLY
 
 
 def make_toy_data(n_forget_ids: int = 2, n_retain_ids: int = 4, per_id: int = 4, seed: int = 0) -> UnlearnData:

@@ -11,8 +11,7 @@ from faceforget.config import EngineConfig
 from faceforget.unlearn.engine import build_banks, run_engine
 from faceforget.unlearn.losses import distill_kl
 from faceforget.unlearn.method import MethodContext
-from faceforget.unlearn.methods import BASELINES
-from faceforget.unlearn.methods.reference import HFLIP_ONLY
+from faceforget.unlearn.recipe import HFLIP_ONLY
 from faceforget.unlearn.registry import get_method
 
 SETUP = {"steps": 30, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "schedule": "constant", "grad_clip": 1.0,
@@ -183,24 +182,6 @@ def test_l1_gamma_decays_linearly_per_epoch(original, toy):
     assert [plain.gamma_at(t, ctx) for t in range(6)] == pytest.approx([0.3, 0.3, 0.2, 0.2, 0.1, 0.1])
     tail = get_method("l1_sparse", {"gamma": 0.3, "no_l1_epochs": 1})
     assert [tail.gamma_at(t, ctx) for t in range(6)] == pytest.approx([0.3, 0.3, 0.15, 0.15, 0, 0])
-
-
-REFERENCE_STEPS = {"random_labeling": 1760, "salun": 1760, "gradient_ascent": 90, "boundary_shrink": 790,
-                   "boundary_expanding": 790, "scrub": 439, "finetune": 1590, "l1_sparse": 1590,
-                   "neggrad_plus": 10 * math.ceil(3000 / 128)}
-LITERAL_STEPS = {"random_labeling": 10 * 12, "salun": 10 * 12, "gradient_ascent": 5, "boundary_shrink": 10,
-                 "boundary_expanding": 10, "scrub": 2 + 3 * 12, "finetune": 10 * 12, "l1_sparse": 10 * 12,
-                 "neggrad_plus": 10 * math.ceil(3000 / 128)}
-
-
-@pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
-def test_reference_engine_is_a_valid_config_with_the_reference_budget(cls):
-    ref = EngineConfig(**cls.reference_engine(50, 3000))
-    assert ref.steps == REFERENCE_STEPS[cls.name] and ref.optimizer == "sgd" and ref.grad_clip is None
-    assert EngineConfig(**cls.reference_engine(50, 3000, "epochs")).steps == LITERAL_STEPS[cls.name]
-    assert ref.forget_batch <= 50 and ref.retain_batch <= 256
-    if cls.name in ("random_labeling", "salun"):
-        assert ref.sampler == "union" and ref.forget_batch + ref.retain_batch == 256
 
 
 def test_old_param_names_are_rejected_with_the_new_name():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,9 @@ from torch import nn
 
 from faceforget.config import EngineConfig
 from faceforget.models.spec import FaceModel
+
+if TYPE_CHECKING:
+    from faceforget.unlearn.recipe import ReferenceRecipe
 
 LossTerms = dict[str, torch.Tensor]
 
@@ -117,6 +120,7 @@ class UnlearningMethod(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
+    recipe: ClassVar[ReferenceRecipe | None] = None  # how the reference code trains it (unlearn/recipe.py)
 
     def __init__(self, params: MethodParams | dict | None = None) -> None:
         self.params = params if isinstance(params, self.Params) else self.Params.model_validate(params or {})

@@ -31,7 +31,7 @@ from faceforget.models.spec import FaceModel
 from faceforget.unlearn.heads import MarginHead
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext
 from faceforget.unlearn.methods.head_method import HeadMethod, HeadParams
-from faceforget.unlearn.methods.reference import ReferenceRecipe
+from faceforget.unlearn.recipe import ReferenceRecipe
 
 
 class BoundaryShrinkParams(HeadParams):

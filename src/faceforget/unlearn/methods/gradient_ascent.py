@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext
 from faceforget.unlearn.methods.head_method import HeadMethod
-from faceforget.unlearn.methods.reference import ReferenceRecipe
+from faceforget.unlearn.recipe import ReferenceRecipe
 
 
 class GradientAscent(HeadMethod):

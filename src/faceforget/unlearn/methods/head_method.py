@@ -10,7 +10,6 @@ from pydantic import Field
 
 from faceforget.unlearn.heads import HeadKind, MarginHead, fit_head
 from faceforget.unlearn.method import MethodContext, MethodParams, Part, UnlearningMethod, ViewBank
-from faceforget.unlearn.methods.reference import ReferenceRecipe, StepsPolicy
 
 
 class HeadSpec(MethodParams):
@@ -54,13 +53,7 @@ class HeadMethod(UnlearningMethod):
     """Fits the shared frozen head (cached per process) and offers margin CE toward any targets."""
 
     Params: ClassVar[type[MethodParams]] = HeadParams
-    recipe: ClassVar[ReferenceRecipe]
     uses: ClassVar[tuple[bool, bool]] = (True, True)  # (forget, retain) streams of every batch
-
-    @classmethod
-    def reference_engine(cls, n_forget: int, n_retain: int, policy: StepsPolicy = "match_reference") -> dict:
-        """Reference optimiser settings and step budget for `n_forget` / `n_retain` training images."""
-        return cls.recipe.engine(n_forget, n_retain, policy)
 
     def streams(self, step: int, ctx: MethodContext) -> tuple[bool, bool]:
         """The streams named by `uses`."""

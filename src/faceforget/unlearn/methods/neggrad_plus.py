@@ -19,7 +19,7 @@ from pydantic import Field
 from faceforget.unlearn.losses import sq_distance
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext
 from faceforget.unlearn.methods.head_method import HeadMethod, HeadParams
-from faceforget.unlearn.methods.reference import ReferenceRecipe
+from faceforget.unlearn.recipe import ReferenceRecipe
 from faceforget.unlearn.trainable import trainable_named_parameters
 
 

@@ -28,7 +28,7 @@ from pydantic import Field
 from faceforget.seeding import torch_generator
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext
 from faceforget.unlearn.methods.head_method import HeadMethod, HeadParams, n_epochs, n_images, phase_at
-from faceforget.unlearn.methods.reference import ReferenceRecipe
+from faceforget.unlearn.recipe import ReferenceRecipe
 
 
 class RandomLabelingParams(HeadParams):

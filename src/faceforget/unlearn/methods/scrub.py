@@ -32,7 +32,7 @@ from pydantic import Field
 from faceforget.unlearn.losses import distill_kl
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext, Part
 from faceforget.unlearn.methods.head_method import HeadMethod, HeadParams, n_images, phase_at
-from faceforget.unlearn.methods.reference import ReferenceRecipe
+from faceforget.unlearn.recipe import ReferenceRecipe
 
 
 class ScrubParams(HeadParams):
