@@ -27,7 +27,6 @@ from faceforget.workspace import prepare, run_in_workspace
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from faceforget.eval.audits import AuditInputs
     from faceforget.eval.embed import Embedded
     from faceforget.index.gallery import Gallery, Hit
 
@@ -120,22 +119,6 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     return UnlearnResult(run, unlearned, metrics)
 
 
-def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInputs":
-    """The audits' view of one model: embeddings (aligned with manifest.records) grouped by role."""
-    from faceforget.eval.audits import AuditInputs, EmbeddingSet
-
-    roles = np.array([r.role for r in manifest.records])
-    labels = np.array([r.identity for r in manifest.records])
-    paths = np.array([r.path for r in manifest.records])
-
-    def role(name: str) -> EmbeddingSet:
-        sel = roles == name
-        return EmbeddingSet(embeddings[sel], labels[sel], tuple(paths[sel]))
-
-    distractors = role("distractor") if (roles == "distractor").any() else None
-    return AuditInputs(role("forget_train"), role("forget_test"), role("retain_test"), distractors)
-
-
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
           original_model: str | FaceModel = "dlib", run: str | Path | None = None, seed: int = 0,
           cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
@@ -145,8 +128,7 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
     With `run` (a run folder from `unlearn`), its stored embeddings of both models are audited and
     nothing is re-embedded; otherwise both models embed the split's images.
     """
-    from faceforget.eval.audits import run_audits
-    from faceforget.report.tables import audit_summary
+    from faceforget.eval.audits import audits_json
 
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
@@ -161,8 +143,7 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
             raise ValueError("give the unlearned model or a run folder")
         before = _embed_manifest(_as_model(original_model), manifest, cfg, progress=progress).embeddings
         after = _embed_manifest(_as_model(unlearned), manifest, cfg, progress=progress).embeddings
-    table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
-    result = {"split_hash": manifest.hash, "seed": seed, "audits": table}
+    result = audits_json(before, after, manifest, seed)
     if out is not None:
         write_json_atomic(out, result)
     return result
@@ -179,6 +160,7 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
                 kind: str = "auto", batch_size: int = 64, progress: bool = True) -> "Gallery":
     """Build and save a FAISS gallery of a folder/CSV dataset, or of the split's `roles` when `split` is given."""
     from faceforget.index.gallery import Gallery
+    from faceforget.index.split_gallery import labelled_paths
 
     face_model = _as_model(model)
     if split is not None:
@@ -192,16 +174,10 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
         raise DataError(f"no images to index in {data} (roles {roles})" if split else f"no images in {data}")
     emb = embed_paths(face_model, paths, batch_size=batch_size, progress=progress,
                       description=f"indexing {len(paths)} images").embeddings
-    rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records, strict=True)]
-    gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind)
+    gallery = Gallery.build(emb, labelled_paths(records, paths), model_fingerprint=model_fingerprint(face_model),
+                            kind=kind)
     gallery.save(out)
     return gallery
-
-
-@dataclass(frozen=True)
-class _Labelled:
-    path: str
-    identity: str
 
 
 def index_search(gallery_dir: str | Path, model: str | FaceModel, queries: list[str | Path], *, k: int = 5,
@@ -250,31 +226,6 @@ def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Pa
     return write_report(inputs, out or folder.root)
 
 
-def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
-                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None) -> dict:
-    """
-    Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
-
-    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images.
-    """
-    from faceforget.index.gallery import Gallery
-    from faceforget.index.rebuild import rebuild
-
-    if rebuild_from is not None:
-        lookup = {str(p): i for i, p in enumerate(record_paths(manifest.records, manifest.data_root,
-                                                               manifest.distractor_root))}
-        rebuild(gallery_dir, lambda paths: rebuild_from[[lookup[str(p)] for p in paths]],
-                model_fingerprint=model_fingerprint_, progress=False)
-    gallery = Gallery.load(gallery_dir)
-    queries = [i for i, r in enumerate(manifest.records) if r.role == "forget_test"]
-    paths = record_paths([manifest.records[i] for i in queries], manifest.data_root, manifest.distractor_root)
-    hits = gallery.search(embeddings[queries], 2)
-    top1 = [next(h for h in row if h.path != str(p)) for row, p in zip(hits, paths, strict=True)]
-    same = [h.identity == manifest.records[i].identity for h, i in zip(top1, queries, strict=True)]
-    return {"gallery_rows": len(gallery), "forget_queries": len(queries),
-            "forget_top1_same_identity": float(np.mean(same)) if same else float("nan")}
-
-
 def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: int = 10, seed: int = 0,
          config: UnlearnConfig | dict | str | Path | None = None, download: bool = False,
          progress: bool = True) -> dict:
@@ -286,6 +237,7 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     """
     from faceforget.data.lfw import locate_lfw
     from faceforget.index.gallery import Gallery
+    from faceforget.index.split_gallery import forget_top1, rebuild_with, split_gallery
 
     root = locate_lfw(data, download=download)
     out = Path(out)
@@ -294,21 +246,17 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
                           out=out / "split.json", progress=progress)
     cfg = load_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
-    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress)
+    original_model = load_model("dlib")
+    result = unlearn(original_model, None, manifest, config=cfg, out=out / "run", progress=progress)
     audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.root / "audits.json",
                    progress=progress)
     before = np.load(result.run.root / "embeddings_original.npy")
     after = np.load(result.run.root / "embeddings_unlearned.npy")
-    roles = ("forget_test", "retain_test", "distractor")
-    idx = [i for i, r in enumerate(manifest.records) if r.role in roles]
-    rows = [_Labelled(str(p), r.identity) for p, r in zip(
-        record_paths([manifest.records[i] for i in idx], manifest.data_root, manifest.distractor_root),
-        [manifest.records[i] for i in idx], strict=True)]
     gallery_dir = out / "gallery"
-    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib"))).save(gallery_dir)
-    gallery = {"before": gallery_check(gallery_dir, manifest, before, ""),
-               "after": gallery_check(gallery_dir, manifest, after, model_fingerprint(result.model),
-                                      rebuild_from=after)}
+    split_gallery(manifest, before, model_fingerprint(original_model)).save(gallery_dir)
+    gallery = {"before": forget_top1(Gallery.load(gallery_dir), manifest, before),
+               "after": forget_top1(rebuild_with(gallery_dir, manifest, after, model_fingerprint(result.model)),
+                                    manifest, after)}
     write_json_atomic(out / "gallery.json", gallery)
     report(result.run.root, manifest, out=out, progress=progress)
     return {"out": str(out), "metrics": result.metrics, "audits": audits["audits"], "gallery": gallery}

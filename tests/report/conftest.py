@@ -4,12 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforget.api import audit_inputs
 from faceforget.data.records import FaceRecord, SplitManifest
-from faceforget.eval.audits import run_audits
+from faceforget.eval.audits import audit_inputs, run_audits, summarise_audits
 from faceforget.eval.protocol import evaluate_embeddings, summary_scores
 from faceforget.report.inputs import ReportInputs, report_data
-from faceforget.report.tables import audit_summary
 
 FORGET = ("amy", "<script>alert('x')</script>", "cost $5 | a_b")
 RETAIN = tuple(f"r{i}" for i in range(8))
@@ -54,7 +52,7 @@ def report_fixture() -> tuple:
     other = {"label": "neggrad_plus (seed 0)", "method": "neggrad_plus", "forget_mAP": 0.3, "retain_mAP": 0.7,
              "original": (original["forget"]["mAP"], original["retain"]["mAP"]), "chance": 0.2}
     emb = before.astype(np.float32), after.astype(np.float32)
-    inputs = ReportInputs(metrics, config, manifest, *emb, history, audit_summary(raw_audits), [other],
+    inputs = ReportInputs(metrics, config, manifest, *emb, history, summarise_audits(raw_audits), [other],
                           title="report <test>")
     return inputs, raw_audits
 

@@ -45,7 +45,7 @@ class ReportInputs:
     """
     A run's outputs: metrics.json, config.json, the split, embeddings aligned with its records, and extras.
 
-    `audits` is `report.tables.audit_summary` of `eval.audits.run_audits`' output; `points` are other
+    `audits` is audits.json's "audits" section (`eval.audits.summarise_audits`); `points` are other
     runs' trade-off points (other methods or seeds, from `plots.tradeoff_point`); the trade-off plot is
     drawn when there is more than one point.
     """

@@ -82,22 +82,9 @@ def delta_rows(before: Mapping[str, dict], after: Mapping[str, dict],
 
 
 def audit_rows(audits: Mapping[str, Mapping[str, float | None]]) -> tuple[Row, list[Row]]:
-    """Header and one row per audit (before / after / chance) from `audit_summary`'s dict."""
+    """Header and one row per audit (before / after / chance) from audits.json's "audits" section."""
     rows = [[name, fmt(a["before"]), fmt(a["after"]), fmt(a["chance"])] for name, a in audits.items()]
     return ["audit", "before", "after", "chance"], rows
-
-
-def audit_summary(audits: Mapping[str, Mapping[str, object]]) -> dict[str, dict]:
-    """`run_audits`' {name: {before, after, chance}}, each AuditResult reduced to its value and details."""
-    out = {}
-    for name, entry in audits.items():
-        before, after = entry["before"], entry["after"]
-        chance = entry["chance"]
-        out[name] = {"before": float(before.value), "after": float(after.value),
-                     "chance": None if chance is None else float(chance),
-                     "details_before": {k: float(v) for k, v in before.details.items()},
-                     "details_after": {k: float(v) for k, v in after.details.items()}}
-    return out
 
 
 def flatten(tree: Mapping[str, object], prefix: str = "") -> dict[str, object]:
