@@ -1,4 +1,4 @@
-"""The Python API behind the CLI: protocol, evaluate, unlearn (each stage composed from the packages)."""
+"""The Python API behind the CLI: protocol, evaluate, unlearn, audit, index, report, demo (composition only)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,8 +1,12 @@
 """
-Everything runs on one (model, split) share: original embeddings, the frozen prefix, the view banks.
+What every run on one (model, split) shares: the original model's embeddings and metrics, the prefix
+activations of every image, the train images' pixels and the latest view banks.
 
 `api.unlearn` runs one method in a workspace; `benchmark` runs every (method, seed) cell in one
-workspace per seed, so the images are decoded and pushed through the frozen prefix once.
+workspace per seed, so the original model embeds each image once (keeping its prefix activations) and
+the train pixels are decoded once more for the view banks. The banks of one setting (views,
+augmentation, seed, trainable blocks) are kept until a run asks for another, and the benchmark orders
+its cells by views and augmentation so that runs sharing banks follow each other.
 """
 from __future__ import annotations
 

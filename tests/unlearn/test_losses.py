@@ -85,7 +85,7 @@ def test_centroid_repulsion_matches_loop():
     assert float(losses.centroid_repulsion_loss(z, labels, cents)) == pytest.approx(ref, abs=1e-10)
 
 
-def test_cosface_ce_matches_loop():
+def test_cosface_cross_entropy_matches_loop():
     cos = torch.tensor([[0.9, 0.1, -0.2], [0.3, 0.4, 0.5]], dtype=torch.float64)
     labels = torch.tensor([0, 2])
     s, m = 30.0, 0.35
@@ -93,8 +93,9 @@ def test_cosface_ce_matches_loop():
     for i in range(2):
         logits = [s * (cos[i, j] - (m if j == labels[i] else 0.0)) for j in range(3)]
         ref += -float(logits[labels[i]]) + math.log(sum(math.exp(float(x)) for x in logits))
-    assert float(losses.cosface_ce(cos, labels, s, m)) == pytest.approx(ref / 2, rel=1e-10)
-    assert float(losses.cosface_ce(cos[:0], labels[:0], s, m)) == 0.0
+    got = F.cross_entropy(losses.cosface_logits(cos, labels, s, m), labels)
+    assert float(got) == pytest.approx(ref / 2, rel=1e-10)
+    assert torch.equal(losses.cosface_logits(cos, None, s, m), s * cos)
 
 
 def test_distill_kl_matches_loop_and_is_zero_for_equal_logits():
@@ -112,7 +113,7 @@ def test_all_losses_backward_finite():
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     total = (losses.uniformity_loss(z) + losses.hard_margin_loss(z, labels)
              + losses.keep_loss(z, z.detach().flip(0)) + losses.relational_loss(z, z.detach().flip(0))
-             + losses.cosface_ce(z @ z.detach().T[:, :4], labels, 30, 0.35))
+             + F.cross_entropy(losses.cosface_logits(z @ z.detach().T[:, :4], labels, 30, 0.35), labels))
     total.backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
 

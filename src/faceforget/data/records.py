@@ -9,7 +9,6 @@ from typing import Iterable
 from faceforget.fileio import canonical_json, sha256_bytes, write_text_atomic
 
 ROLES = ("forget_train", "forget_test", "retain_train", "retain_test", "distractor")
-SOURCES = ("data", "distractors")
 MANIFEST_FORMAT = "faceforget-split-v1"
 
 

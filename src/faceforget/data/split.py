@@ -40,14 +40,6 @@ class SplitReport:
     counts: dict[str, int] = field(default_factory=dict)  # images per role
     identities: dict[str, int] = field(default_factory=dict)  # forget / retain / distractor identities
 
-    def summary(self) -> str:
-        """A few human-readable lines for the CLI."""
-        ids = ", ".join(f"{v} {k}" for k, v in self.identities.items())
-        imgs = ", ".join(f"{v} {k}" for k, v in self.counts.items())
-        return (f"identities: {ids}\nimages: {imgs}\n{len(self.dropped_identities)} identities dropped "
-                f"(too few images), {len(self.bad_files)} bad files skipped, "
-                f"{len(self.duplicates)} duplicate images collapsed")
-
 
 def make_split(records: Sequence[FaceRecord], *, data_root: str | Path, forget: int | None = None,
                forget_list: Sequence[str] | None = None, seed: int = 0, min_images: int = 5,

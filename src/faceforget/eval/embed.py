@@ -21,11 +21,10 @@ from faceforget.progress import progress_bar
 
 @dataclass
 class Embedded:
-    """Raw embeddings (float32, unnormalised) and, if asked for, the prefix activations."""
+    """Raw embeddings (float32, unnormalised) and, if asked for, the input of block `start_block` (prefix)."""
 
     embeddings: np.ndarray
     prefix: torch.Tensor | None = None
-    start_block: int = 0
 
 
 def load_pixels(paths: Sequence[str | Path], size: tuple[int, int]) -> torch.Tensor:
@@ -65,7 +64,7 @@ def embed_paths(
     dim = model.preprocess.embedding_dim
     emb = torch.cat(outs).numpy().astype(np.float32) if outs else np.zeros((0, dim), np.float32)
     prefix = torch.cat(prefixes) if prefixes else None
-    return Embedded(emb, prefix, start_block)
+    return Embedded(emb, prefix)
 
 
 def embed_records(

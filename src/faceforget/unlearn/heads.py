@@ -53,10 +53,6 @@ class MarginHead(nn.Module):
             return z.sum() * 0.0
         return F.cross_entropy(self.margin_logits(z, labels, extra_rows), labels)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Margin logits toward `labels`, or plain logits when `labels` is None."""
-        return self.logits(z) if labels is None else self.margin_logits(z, labels)
-
 
 class CosFaceHead(MarginHead):
     """s * (cos - m) on the target (Wang et al., arXiv 1801.09414)."""

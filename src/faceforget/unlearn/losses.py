@@ -110,13 +110,6 @@ def arcface_logits(cos: torch.Tensor, labels: torch.Tensor | None, s: float, m: 
     return s * torch.cos(theta + m * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
 
 
-def cosface_ce(cos: torch.Tensor, labels: torch.Tensor, s: float, m: float) -> torch.Tensor:
-    """CosFace cross-entropy (Wang et al., arXiv 1801.09414) of cosine logits toward `labels`, batch mean."""
-    if cos.shape[0] == 0:
-        return _zero_like_graph(cos)
-    return F.cross_entropy(cosface_logits(cos, labels, s, m), labels)
-
-
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 KL(softmax(teacher/T) || softmax(student/T)), batch mean (Hinton et al., arXiv 1503.02531)."""
     if student_logits.shape[0] == 0:
