@@ -1,5 +1,6 @@
 """End to end on generated images with a tiny model: protocol -> unlearn -> evaluate -> audit -> report."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -7,10 +8,36 @@ import torch
 
 from faceforget import api
 from faceforget.data.errors import DataError
+from faceforget.data.split import load_split
+from faceforget.eval.embed import embed_records
+from faceforget.eval.protocol import evaluate_embeddings, summary_scores
 from faceforget.models.checkpoint import load_checkpoint
+from faceforget.models.registry import load_model
+from faceforget.report.tables import fmt
+from faceforget.unlearn.registry import get_method
 
 SMALL = {"engine": {"steps": 3, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "forget_per_identity": 2,
                     "trainable": "last:2"}}
+
+
+def assert_close(got, want, tol=1e-5, where="") -> None:
+    """Nested dicts equal in keys, numbers equal within `tol` (NaN equals NaN), everything else exactly."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for key in want:
+            assert_close(got[key], want[key], tol, f"{where}.{key}")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=tol, nan_ok=True), where
+    else:
+        assert got == want, where
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch, make_tiny_model):
+    """model.pt files of the tiny model name their base "tiny": loading them needs it registered."""
+    from faceforget.models import registry
+
+    monkeypatch.setitem(registry.MODEL_REGISTRY, "tiny", make_tiny_model)
 
 
 @pytest.fixture
@@ -21,7 +48,7 @@ def split(toy_dataset, toy_distractors, tmp_path):
     return path
 
 
-def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
+def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model, tiny_registered):
     model = make_tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = api.unlearn(model, None, split, config=SMALL, out=tmp_path / "run", progress=False)
@@ -33,22 +60,37 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
     config = json.loads(run.config.read_text())
-    assert config["config"]["params"]["c"] > 0 and config["split_hash"] == metrics["split_hash"]
-    emb = np.load(run.root / "embeddings_unlearned.npy")
-    assert emb.shape == (len(json.loads(split.read_text())["records"]), 8)
+    assert config["config"]["params"] == get_method("dispersion").params.model_dump(mode="json")
+    assert config["split_hash"] == metrics["split_hash"] and config["signature"] == metrics["signature"]
+    # the stored embeddings are the two models' embeddings of every record, and the metrics are theirs
+    manifest = load_split(split, progress=False)
+    records = (list(manifest.records), manifest.data_root, manifest.distractor_root)
+    for name, net in (("original", make_tiny_model()), ("unlearned", load_model(str(run.model)))):
+        stored = np.load(run.root / f"embeddings_{name}.npy")
+        np.testing.assert_allclose(stored, embed_records(net, *records, progress=False).embeddings, atol=1e-5)
+        assert_close(metrics[name], evaluate_embeddings(stored, manifest), 1e-9, name)
+    assert_close(metrics["summary"], summary_scores(metrics["original"], metrics["unlearned"]), 1e-12)
 
 
-def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):
+def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_registered):
     run = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False).run
     result = api.evaluate(make_tiny_model(), None, split, progress=False)
     original = json.loads(run.metrics.read_text())["original"]
     assert result["metrics"]["forget"]["mAP"] == pytest.approx(original["forget"]["mAP"], abs=1e-6)
     audits = api.audit(None, None, split, run=run.root, out=run.root / "audits.json", progress=False)
+    assert json.loads((run.root / "audits.json").read_text()) == audits
+    # the run folder's stored embeddings give the same audits as embedding the split with both models again
+    again = api.audit(str(run.model), None, split, original_model=make_tiny_model(), progress=False)
+    assert_close(again["audits"], audits["audits"], 1e-4)
     assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia"}
     report = api.report(run.root, split, progress=False)
+    metrics = json.loads(run.metrics.read_text())
+    assert report["summary"] == metrics["summary"] and report["audits"] == audits["audits"]
     html = (run.root / "report.html").read_text()
-    assert report["summary"]["U"] == json.loads(run.metrics.read_text())["summary"]["U"]
-    assert "Audits" in html and "reenrol" in html
+    section = re.search(r'<section id="audits">(.*?)</section>', html, flags=re.S).group(1)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)]
+    assert sorted(r for r in rows if r) == sorted([name, fmt(a["before"]), fmt(a["after"]), fmt(a["chance"])]
+                                                  for name, a in audits["audits"].items())
 
 
 def test_bad_inputs_fail_clearly(split, tmp_path, toy_dataset, make_tiny_model):

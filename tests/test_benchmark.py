@@ -1,7 +1,9 @@
 """Benchmark runner on generated images with a tiny model: equal-terms configs, resume, result files."""
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from faceforget.benchmark import BenchmarkConfig, load_benchmark_config, method_config, run_benchmark
@@ -41,9 +43,21 @@ def test_benchmark_runs_resumes_and_writes_results(toy_dataset, toy_distractors,
     assert methods == {"dispersion", "gradient_ascent", "finetune", "original", "gallery_delete"}
     assert len(results) == 2 * 5
     out = tmp_path / "bench"
-    for name in ("results.json", "results.csv", "results.md", "tradeoff.png", "hist_dispersion.png"):
-        assert (out / name).is_file(), name
-    assert "± " in (out / "results.md").read_text()
+    cells = {(r["row"], r["seed"]): r for r in results}
+    stored = json.loads((out / "seed1" / "finetune" / "metrics.json").read_text())
+    assert cells[("finetune", 1)]["signature"] == stored["signature"]
+    assert cells[("original", 0)]["unlearned"] == cells[("dispersion", 0)]["original"]  # the unchanged model
+    assert [(r["row"], r["seed"]) for r in json.loads((out / "results.json").read_text())] == list(cells)
+    with (out / "results.csv").open(newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [(r["method"], int(r["seed"])) for r in csv_rows] == [(r["method"], r["seed"]) for r in results]
+    assert float(csv_rows[0]["unlearned.retain.mAP"]) == results[0]["unlearned"]["retain"]["mAP"]
+    r1 = [cells[("dispersion", seed)]["unlearned"]["forget"]["R@1"] for seed in (0, 1)]
+    row = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| dispersion |"))
+    assert row.split(" | ")[1:3] == ["2", f"{np.mean(r1):.3f} ± {np.std(r1):.3f}"]  # seeds, forget R@1
+    pngs = {p.name for p in out.glob("*.png")}
+    assert pngs == {"tradeoff.png", "hist_dispersion.png", "hist_gradient_ascent.png", "hist_finetune.png"}
+    assert all((out / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in pngs)
     stamp = (out / "seed0" / "dispersion" / "metrics.json").stat().st_mtime_ns
     (out / "seed1" / "finetune" / "metrics.json").unlink()
     again = run_benchmark(cfg, progress=False)

@@ -6,7 +6,9 @@ import yaml
 from typer.testing import CliRunner
 
 from faceforget.cli import app
+from faceforget.data.records import ROLES
 from faceforget.models import registry
+from faceforget.report.tables import audit_rows, metrics_rows
 
 runner = CliRunner()
 ENGINE = {"engine": {"steps": 2, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "trainable": "last:2"}}
@@ -25,18 +27,32 @@ def invoke(*args):
 def test_protocol_unlearn_evaluate_audit_report(toy_dataset, toy_distractors, tmp_path):
     split, cfg, run = tmp_path / "split.json", tmp_path / "cfg.yaml", tmp_path / "run"
     code, out = invoke("protocol", "--data", toy_dataset, "--forget", 2, "--distractors", toy_distractors, "-o", split)
-    assert code == 0 and "forget_train" in out
+    written = json.loads(split.read_text())
+    counts = {role: sum(r["role"] == role for r in written["records"]) for role in ROLES}
+    assert code == 0 and f"{len(written['records'])} images, hash {written['hash'][:16]}, roles {counts}" in out
     cfg.write_text(yaml.safe_dump(ENGINE))
     code, out = invoke("unlearn", "--model", "tiny", "--split", split, "--config", cfg, "-o", run)
     assert code == 0, out
-    assert "forget (held-out)" in out and "E=" in out and (run / "model.pt").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    s = metrics["summary"]
+    assert f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}" in out
+    _, rows, notes = metrics_rows({"original": metrics["original"], "unlearned": metrics["unlearned"]})
+    assert len(rows) == 8 and all("| " + " | ".join(row) + " |" in out for row in rows)  # 2 models x 4 groups
+    assert all(f"- {note}" in out for note in notes)
     code, out = invoke("evaluate", "--model", "tiny", "--split", split, "-o", tmp_path / "eval")
-    assert code == 0 and "retain (held-out)" in out and "(chance level in brackets)" in out
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["split_hash"]
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert code == 0 and evaluated["split_hash"] == written["hash"]
+    assert evaluated["metrics"]["retain"]["mAP"] == pytest.approx(metrics["original"]["retain"]["mAP"], abs=1e-6)
+    assert (tmp_path / "eval" / "metrics.md").read_text() in out
     code, out = invoke("audit", "--split", split, "--run", run, "-o", run / "audits.json")
-    assert code == 0 and "reenrol" in out and "probe" in out
+    audits = json.loads((run / "audits.json").read_text())["audits"]
+    header, rows = audit_rows(audits)  # audits.json (sorted keys): the printed table holds the same rows
+    assert code == 0 and "| " + " | ".join(header) + " |" in out and len(rows) == 4
+    assert all("| " + " | ".join(row) + " |" in out for row in rows)
     code, out = invoke("report", "--run", run, "--split", split)
-    assert code == 0 and (run / "report.html").is_file()
+    report = json.loads((run / "report.json").read_text())
+    as_json = {k: None if v != v else v for k, v in s.items()}  # report.json writes NaN as null
+    assert code == 0 and report["summary"] == as_json and report["audits"] == audits
 
 
 def test_index_build_search_delete_rebuild(toy_dataset, tmp_path):
