@@ -1,6 +1,8 @@
 """
-What every run on one (model, split) shares: the original model's embeddings and metrics, the prefix
-activations of every image, the train images' pixels and the latest view banks.
+What every run on one (model, split) shares, computed once: the original model's outputs and the view banks.
+
+It holds the original model's embeddings and metrics of every record, the activations entering the
+first trainable block, the train images' pixels and the latest view banks.
 
 `api.unlearn` runs one method in a workspace; `benchmark` runs every (method, seed) cell in one
 workspace per seed, so the original model embeds each image once (keeping its prefix activations) and

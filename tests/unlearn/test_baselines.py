@@ -118,7 +118,7 @@ def test_finetune_and_l1_lower_retain_loss_and_l1_shrinks_weights(original, toy)
         before, after = before_after(result, original, toy)
         assert after["r_ce"] < before["r_ce"]
     assert conv_fc_l1(l1.model) < conv_fc_l1(ft.model) * 0.97
-    assert 0.05 < l1.method_state["l1_shrink_fraction"] < 0.3  # BASELINES §10's target band
+    assert 0.05 < l1.method_state["l1_shrink_fraction"] < 0.3  # the target band of docs/methods.md#l1-sparse
 
 
 def test_boundary_shrink_moves_forget_predictions_to_neighbours(original, toy):

@@ -4,7 +4,7 @@ The retrieval protocol: forget / retain queries on held-out photos, and the "see
 Held-out: every `*_test` image queries all other `*_test` images plus the distractors
 (leave-one-out). Seen: every `*_train` image queries the other train images. Each group reports
 R@k, mAP, mAP@R with their chance levels and the compactness (CS) of its identities; retain
-held-out also reports TAR at the configured FARs.
+held-out also reports TAR at the configured FARs. Groups: docs/protocol.md; metrics: docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfi
 
 
 def summary_scores(before: dict, after: dict) -> dict[str, float]:
-    """E, U and H (DESIGN.md) from the before / after held-out results."""
+    """E, U and H (docs/metrics.md#summary-scores-e-u-h) from the before / after held-out results."""
     e = metrics.forgetting_efficacy(before["forget"]["mAP"], after["forget"]["mAP"], after["forget"]["chance"]["mAP"])
     u = metrics.utility(after["retain"]["mAP"], before["retain"]["mAP"])
     return {"E": e, "U": u, "H": metrics.harmonic(e, u)}

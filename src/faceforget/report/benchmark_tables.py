@@ -54,5 +54,5 @@ def benchmark_markdown(results: Sequence[Mapping]) -> str:
     header, rows = benchmark_rows(results)
     legend = ("forget/retain = held-out test photos as queries against all other test photos + distractors; "
               "seen = forget_train photos against the train pool; CS = cluster compactness (lower = more "
-              "dispersed); E, U, H as in DESIGN.md; mean ± std over seeds.")
+              "dispersed); E, U, H as in docs/metrics.md; mean ± std over seeds.")
     return markdown_table(header, rows) + "\n" + legend + "\n"

@@ -1,5 +1,5 @@
 """
-CosFace / ArcFace margin heads over normalised embeddings, fitted once on frozen embeddings (BASELINES C1).
+CosFace / ArcFace margin heads over normalised embeddings, fitted once on frozen embeddings (docs/methods.md, rule C1).
 
 Face models ship without a classifier, so the classifier-style baselines train against a head whose
 rows start at the normalised class means and are then fitted with Adam (rows only, full batch).

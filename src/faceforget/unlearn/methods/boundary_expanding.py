@@ -4,15 +4,16 @@ Boundary Expanding (BE): map every forget image to an added shadow class, then d
 Chen, Gao, Liu, Peng, Wang, "Boundary Unlearning: Rapid Forgetting of Deep Networks via Shifting the
 Decision Boundary", CVPR 2023 (arXiv 2303.11570). Reference code: TY-LEE-KR/Boundary-Unlearning-Code
 (https://github.com/TY-LEE-KR/Boundary-Unlearning-Code) `boundary_unlearning.py` (boundary_expanding)
-at 19f9f23. Spec: BASELINES.md §6.
+at 19f9f23. Spec and rules C1-C10: docs/methods.md#boundary-expanding-be.
 Loss: CosFace CE of forget views toward the shadow index N over the widened rows [W; w_sh]; forget
 stream only. The shadow rows live in `ctx.extra_params` (trained and checkpointed by the engine) and
 are never part of the shipped backbone, which is the reference's pruning step.
-Deviations: the N original rows stay frozen (C2; the reference trains the whole widened net); the
+Deviations: the N original rows stay frozen (rule C2; the reference trains the whole widened net); the
 shadow row starts as a seeded Gaussian, normalised (reference: Xavier-normal). `shadow_rows: K`
 (one row per forget identity) is an ablation; 1 is faithful. Expect the forget identities to merge
 toward one direction rather than disperse.
-Defaults: one shadow row; SGD lr 1e-5, momentum 0.9, no wd, batch 64, 10 epochs; about 790 steps (§11).
+Defaults: one shadow row; SGD lr 1e-5, momentum 0.9, no wd, batch 64, 10 epochs; about 790 steps
+(docs/methods.md#reference-step-budgets).
 """
 from __future__ import annotations
 

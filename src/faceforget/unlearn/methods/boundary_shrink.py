@@ -4,20 +4,20 @@ Boundary Shrink (BS): relabel each forget image with its nearest wrong identity,
 Chen, Gao, Liu, Peng, Wang, "Boundary Unlearning: Rapid Forgetting of Deep Networks via Shifting the
 Decision Boundary", CVPR 2023 (arXiv 2303.11570). Reference code: TY-LEE-KR/Boundary-Unlearning-Code
 (https://github.com/TY-LEE-KR/Boundary-Unlearning-Code) `boundary_unlearning.py` (boundary_shrink),
-`adv_generator.py` (FGSM), `main.py` at 19f9f23. Spec: BASELINES.md §5.
+`adv_generator.py` (FGSM), `main.py` at 19f9f23. Spec and rules C1-C10: docs/methods.md#boundary-shrink-bs.
 Neighbour search, once in `setup`: one FGSM step through the frozen full original model and the frozen
-head with plain logits (C3), in raw RGB pixels before the model's own normalisation:
+head with plain logits (rule C3), in raw RGB pixels before the model's own normalisation:
 x_adv = round(clip(x + eps * 255 * sign(grad_x CE), 0, 255)); y_hat = argmax of the plain logits at
 x_adv. Training: CosFace CE of the clean forget views toward y_hat; forget stream only.
 Deviations: (1) y_hat is computed once per clean forget image (`ctx.forget_pixels`) and used for all of
 that image's augmented views (the reference attacks each augmented batch; with the hflip-only views
-of C8 the frozen model's neighbour rarely differs). (2) `neighbour_pool: retain` (default): when
+of rule C8 the frozen model's neighbour rarely differs). (2) `neighbour_pool: retain` (default): when
 y_hat is a forget identity, or the attack fails, the argmax over the retain rows is used instead
 (the reference forgets one class, so its neighbour is always retained); `all` is faithful.
-(3) Frozen CosFace head (C2). `ctx.state` logs `bs_attack_success` (fraction with y_hat != y before
+(3) Frozen CosFace head (rule C2). `ctx.state` logs `bs_attack_success` (fraction with y_hat != y before
 the pool rule) and `bs_redirected` (fraction moved to a retain row).
 Defaults: eps 0.1 in [0,1] units (reference, hard-coded in SalUn's port too); SGD lr 1e-5, momentum
-0.9, no wd, batch 64 (main.py), 10 epochs; about 790 steps (§11).
+0.9, no wd, batch 64 (main.py), 10 epochs; about 790 steps (docs/methods.md#reference-step-budgets).
 """
 from __future__ import annotations
 

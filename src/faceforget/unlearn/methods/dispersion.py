@@ -2,7 +2,7 @@
 Dispersion (ours): scatter the forget identities' embeddings over the hypersphere, keep the rest.
 
 Face identity unlearning for retrieval via embedding dispersion, Zakharov, arXiv 2512.13317 (2025).
-The paper's equations are not public; this is faceforget's formulation (DESIGN.md, "Methods"):
+The paper's equations are not public; this is faceforget's formulation (docs/methods.md#dispersion-ours):
   L = a * L_unif(forget) + b * L_hard(forget) + e * L_centroid(forget)
       + c * L_keep(retain) + d * L_rel(retain)
 - L_unif: uniformity (Wang & Isola, arXiv 2005.10242) over the forget views, so every forget

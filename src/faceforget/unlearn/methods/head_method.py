@@ -1,4 +1,4 @@
-"""Shared base of the classifier-style baselines: fit (or reuse) the margin head in `setup` (BASELINES C1-C4)."""
+"""Shared base of the classifier-style baselines: fit (or reuse) the margin head in `setup` (docs/methods.md, C1-C4)."""
 from __future__ import annotations
 
 import bisect
@@ -13,12 +13,13 @@ from faceforget.unlearn.method import MethodContext, MethodParams, Part, Unlearn
 
 
 class HeadSpec(MethodParams):
-    """The margin head the baselines train against; defaults from BASELINES C1 (AM-Softmax s, m) and C2."""
+    """The margin head the baselines train against; defaults: docs/methods.md, rules C1 (AM-Softmax s, m) and C2."""
 
     s: float = Field(30.0, gt=0, description="logit scale")
     m: float = Field(0.35, ge=0, lt=1, description="margin on the target (cosine for CosFace, angle for ArcFace)")
     kind: HeadKind = "cosface"
-    trainable: bool = Field(False, description="also train the N original rows (C2 ablation; default frozen)")
+    trainable: bool = Field(False, description="also train the N original rows (ablation of rule C2 in "
+                            "docs/methods.md; default frozen)")
     fit_lr: float = Field(1e-2, gt=0, description="Adam learning rate of the head fit")
     fit_epochs: int = Field(200, ge=0, description="full-batch Adam epochs of the head fit")
 
@@ -60,7 +61,7 @@ class HeadMethod(UnlearningMethod):
         return self.uses
 
     def setup(self, ctx: MethodContext) -> None:
-        """Fit the head on the original clean embeddings of all training images (C1); log its report."""
+        """Fit the head on the original clean embeddings of all training images (rule C1); log its report."""
         f, r = ctx.forget, ctx.retain
         emb = torch.cat([f.z_original[f.clean()], r.z_original[r.clean()]])
         labels = torch.cat([f.labels[f.clean()], r.labels[r.clean()]])

@@ -5,15 +5,16 @@ Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023 (arXi
 sparsity-aware unlearning. Reference code: OPTML-Group/Unlearn-Sparse
 (https://github.com/OPTML-Group/Unlearn-Sparse) `unlearn/FT.py` (FT_l1 / FT_iter), `unlearn/FT_prune.py`,
 `README.MD`, `arg_parser.py` at 80ba55d (identical in OPTML-Group/Unlearn-Saliency at a6e89fd).
-Spec: BASELINES.md §10.
+Spec and rules C1-C10: docs/methods.md#l1-sparse.
 Loss: CE(retain) + gamma_e * ||theta||_1, gamma_e = gamma (1 - e / (E - E0)) for e < E - E0, else 0,
 constant within epoch e (0-indexed). E: epochs of the run, one pass over our D_r at the engine's
 retain batch each, the run's `config.steps` cut into round(total / pass) equal epochs (exactly E
 passes under the "epochs" steps policy). E0 = `no_l1_epochs`.
-Deviations: the norm covers the conv and fc weights and biases of the trainable set only (C4; dlib's
-frozen affine layers and norm affines are left out; the reference uses every parameter); frozen head.
-Defaults: `no_l1_epochs` 0 (arg parser); `gamma` 1e-4, a point of the BASELINES grid {1e-5, 5e-5, 1e-4,
-5e-4} (the reference passes it on the command line; its 0.2 placeholder would wipe the net). Choose
+Deviations: the norm covers the conv and fc weights and biases of the trainable set only (rule C4;
+dlib's frozen affine layers and norm affines are left out; the reference uses every parameter); frozen head.
+Defaults: `no_l1_epochs` 0 (arg parser); `gamma` 1e-4, a point of the grid {1e-5, 5e-5, 1e-4, 5e-4}
+(docs/methods.md#l1-sparse; the reference passes it on the command line, its 0.2 placeholder would wipe
+the net). Choose
 it so the total shrink, logged as `l1_shrink_fraction` (sum_step lr * gamma_e / median |w|, constant
 lr assumed), is 5-30 %. Optimiser as FT: SGD lr 0.01, momentum 0.9, wd 5e-4, batch 256, 10 epochs.
 """

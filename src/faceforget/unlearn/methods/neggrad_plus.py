@@ -5,12 +5,13 @@ Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlear
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)
 `small_scale_unlearning.ipynb` (`run_neggrad_epoch` / `negative_grad` cells, `ng_alpha`, `ng_epochs`,
 `ng_lr`) at 98ffb11; the same combination without the L2 term is `train_negrad` in
-`thirdparty/repdistiller/helper/loops.py`. Spec: BASELINES.md §4.
+`thirdparty/repdistiller/helper/loops.py`. Spec and rules C1-C10: docs/methods.md#neggrad.
 Loss: beta * [CE(retain) + (lambda/2) ||theta - theta0||^2] - (1 - beta) * CE(forget), CosFace CE with
-the true labels; the norm runs over the trainable set (C4). One retain and one forget batch per step.
-Deviations: frozen CosFace head (C2); BN mode is the engine's (C5).
+the true labels; the norm runs over the trainable set (rule C4). One retain and one forget batch per step.
+Deviations: frozen CosFace head (rule C2); BN mode is the engine's (rule C5).
 Defaults: beta 0.95, lambda 0.1 (notebook); SGD lr 0.01, momentum 0, optimiser wd 0, retain batch 128,
-forget batch 64, 10 epochs of one pass over D_r each (§11). beta 0.9999 (paper, large scale) is a sweep point.
+forget batch 64, 10 epochs of one pass over D_r each (docs/methods.md#reference-step-budgets). beta 0.9999
+(paper, large scale) is a sweep point.
 """
 from __future__ import annotations
 

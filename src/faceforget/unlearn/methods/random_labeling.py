@@ -4,7 +4,7 @@ Random Labeling (RL): fine-tune on forget images with random identity labels plu
 Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (arXiv 1911.04933); Graves et al.,
 "Amnesiac Machine Learning", AAAI 2021 (arXiv 2010.10981). Reference code: OPTML-Group/Unlearn-Saliency
 (https://github.com/OPTML-Group/Unlearn-Saliency) `Classification/unlearn/RL.py`, `arg_parser.py`,
-`README.md`, `unlearn/impl.py` at a6e89fd. Spec: BASELINES.md §2.
+`README.md`, `unlearn/impl.py` at a6e89fd. Spec and rules C1-C10: docs/methods.md#random-labeling-rl.
 Loss: CosFace CE toward a random label for forget views and the true label for retain views, averaged
 over the whole batch (two terms weighted by their share of the batch).
 Epochs: a fresh label per forget image is drawn at the start of each epoch; an epoch is one pass over
@@ -12,10 +12,10 @@ our D_f + D_r at the engine's batch (forget_batch + retain_batch), and the run's
 into round(total / pass) equal epochs. All views of an image share the epoch's label.
 `forget_then_retain`: per epoch, a pass over D_f with fresh labels per step, then a pass over D_r;
 it needs the `uniform` sampler.
-Deviations: frozen CosFace head (C2); labels range over the N training identities.
+Deviations: frozen CosFace head (rule C2); labels range over the N training identities.
 Defaults: `loader: mixed` (the reference's many-class branch), `exclude_true_label: false` (the
 code allows the true label); SGD lr 0.01 (arg default), momentum 0.9, wd 5e-4, batch 256, 10 epochs,
-about 1,760 steps (§11).
+about 1,760 steps (docs/methods.md#reference-step-budgets).
 """
 from __future__ import annotations
 

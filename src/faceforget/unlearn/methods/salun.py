@@ -6,16 +6,16 @@ in Both Image Classification and Generation", ICLR 2024 (arXiv 2310.12508). Refe
 OPTML-Group/Unlearn-Saliency (https://github.com/OPTML-Group/Unlearn-Saliency)
 `Classification/generate_mask.py`, `Classification/unlearn/RL.py` (mask application and restore, since
 "Fix weight decay (#33)"), `Classification/main_random.py`, `Classification/README.md` at a6e89fd.
-Spec: BASELINES.md §8.
+Spec and rules C1-C10: docs/methods.md#salun.
 Mask, once in `setup` on the original weights in eval mode: g = sum over forget batches (clean views,
 engine forget_batch) of grad of -CE(true labels); the floor(mask_ratio * P) entries of |g| ranked globally
-over the trainable set (C4) get 1 (ties by stable sort order), the rest 0. Then RL (random_labeling.py)
+over the trainable set (rule C4) get 1 (ties by stable sort order), the rest 0. Then RL (random_labeling.py)
 with the mask: the engine multiplies gradients by it and, after each step, resets masked-out weights
 to the original and zeroes their optimiser state (the reference's current rule).
 Deviations: frozen CosFace head, saliency loss is CosFace CE; mask over the trainable backbone only.
 `ctx.state` keeps the mask (`salun_mask`), its density and per-tensor breakdown (`salun_mask_layers`).
 Defaults: mask_ratio 0.5 (README's mask); RL update with SGD lr 0.013 (README example), momentum 0.9,
-wd 5e-4, batch 256, 10 epochs; about 1,760 steps (§11).
+wd 5e-4, batch 256, 10 epochs; about 1,760 steps (docs/methods.md#reference-step-budgets).
 """
 from __future__ import annotations
 

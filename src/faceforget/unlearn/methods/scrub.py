@@ -5,21 +5,22 @@ Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlear
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)
 `large_scale_unlearning.ipynb` (defaults), `thirdparty/repdistiller/distiller_zoo/KD.py` (DistillKL) and
 `thirdparty/repdistiller/helper/loops.py` (train_distill, "maximize" / "minimize") at 98ffb11.
-Spec: BASELINES.md §7.
+Spec and rules C1-C10: docs/methods.md#scrub.
 Teacher: the frozen original model plus the frozen head, i.e. the head's logits of the cached
 original embedding of each view. Student: the trainable model plus the same head.
 Max-step (forget views only): -KL_T(teacher || student). Min-step (retain views only):
-gamma * CosFace CE + alpha * KL_T. KL on plain logits s*cos / T (C3).
+gamma * CosFace CE + alpha * KL_T. KL on plain logits s*cos / T (rule C3).
 Schedule: `epochs` epochs; the first `msteps` have a forget pass (ceil(forget images / forget_batch)
 steps) before the retain pass (ceil(retain images / retain_batch) steps). These literal phases are
 stretched pro rata over `ctx.config.steps`, so with the "epochs" steps policy they are exact and with
 "match_reference" every phase keeps its share.
-Deviations: frozen head (C2); one optimiser and LR schedule from the engine (the reference's decay
+Deviations: frozen head (rule C2); one optimiser and LR schedule from the engine (the reference's decay
 epochs [3,5,9] never fire for E = 3); the other-KD term (beta = 0) is left out;
 `kl_logits: margin` (teacher and student get margin logits, as bjzhb666/GS-LoRA
 `baselines/SCRUBtrain.py` at a92fb97) is an option, `plain` the default.
 Defaults (large_scale notebook, class forgetting): alpha 0.001, gamma 0.99, T 4, msteps 2, epochs 3;
-SGD lr 5e-4, momentum 0.9, wd 5e-4, forget batch 512, retain batch 256; 16 max + 423 min steps (§11).
+SGD lr 5e-4, momentum 0.9, wd 5e-4, forget batch 512, retain batch 256; 16 max + 423 min steps
+(docs/methods.md#reference-step-budgets).
 """
 from __future__ import annotations
 
