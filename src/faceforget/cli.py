@@ -108,7 +108,7 @@ def audit(
     split: Path = typer.Option(..., help="split.json the run was made with"),
     run: Optional[Path] = typer.Option(None, help="run folder from `faceforget unlearn` (uses its embeddings)"),
     model: Optional[str] = typer.Option(None, help="unlearned model.pt (when no run folder is given)"),
-    original: str = typer.Option("dlib", help="the original model"),
+    original_model: str = typer.Option("dlib", "--original", help="the original model"),
     data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="audits.json"),
@@ -118,7 +118,7 @@ def audit(
     from faceforget.report.tables import audit_rows, markdown_table
 
     with _errors():
-        result = api.audit(model, data, split, original_model=original, run=run, seed=seed, out=output)
+        result = api.audit(model, data, split, original_model=original_model, run=run, seed=seed, out=output)
     typer.echo(markdown_table(*audit_rows(result["audits"])))
 
 

@@ -26,11 +26,11 @@ def first_trainable_block(model: FaceModel, selection: str) -> int:
     return n - k
 
 
-def apply_trainable(model: FaceModel, start: int) -> list[nn.Parameter]:
-    """Freeze blocks[:start], unfreeze blocks[start:]; return the trainable parameters in order."""
+def apply_trainable(model: FaceModel, start_block: int) -> list[nn.Parameter]:
+    """Freeze blocks[:start_block], unfreeze blocks[start_block:]; return the trainable parameters in order."""
     for i, block in enumerate(model.blocks):
         for p in block.parameters():
-            p.requires_grad_(i >= start)
+            p.requires_grad_(i >= start_block)
     return [p for p in model.parameters() if p.requires_grad]
 
 
