@@ -33,7 +33,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
     config = json.loads(run.config.read_text())
-    assert config["config"]["params"]["c"] > 0 and config["split_hash"] == metrics["split_hash"]
+    assert config["config"]["params"]["w_keep"] > 0 and config["split_hash"] == metrics["split_hash"]
     emb = np.load(run.root / "embeddings_unlearned.npy")
     assert emb.shape == (len(json.loads(split.read_text())["records"]), 8)
 

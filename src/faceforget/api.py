@@ -1,6 +1,7 @@
 """The Python API behind the CLI: protocol, evaluate, unlearn (each stage composed from the packages)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -120,18 +121,10 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
 
 def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInputs":
     """The audits' view of one model: embeddings (aligned with manifest.records) grouped by role."""
-    from faceforget.eval.audits import AuditInputs, EmbeddingSet
+    from faceforget.eval.audits import AuditInputs
 
-    roles = np.array([r.role for r in manifest.records])
-    labels = np.array([r.identity for r in manifest.records])
-    paths = np.array([r.path for r in manifest.records])
-
-    def role(name: str) -> EmbeddingSet:
-        sel = roles == name
-        return EmbeddingSet(embeddings[sel], labels[sel], tuple(paths[sel]))
-
-    distractors = role("distractor") if (roles == "distractor").any() else None
-    return AuditInputs(role("forget_train"), role("forget_test"), role("retain_test"), distractors)
+    return AuditInputs.from_records(embeddings, [r.role for r in manifest.records],
+                                    [r.identity for r in manifest.records], [r.path for r in manifest.records])
 
 
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
@@ -143,24 +136,27 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
     With `run` (a run folder from `unlearn`), its stored embeddings of both models are audited and
     nothing is re-embedded; otherwise both models embed the split's images.
     """
-    from faceforget.eval.audits import run_audits
-    from faceforget.report.tables import audit_summary
+    from faceforget.eval.audits import audit_embeddings
 
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
+    features: tuple[dict, dict] = ({}, {})
     if run is not None:
         folder = RunFolder(Path(run))
         if folder.read_metrics()["split_hash"] != manifest.hash:
             raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
         before = np.load(folder.root / "embeddings_original.npy", allow_pickle=False)
         after = np.load(folder.root / "embeddings_unlearned.npy", allow_pickle=False)
+        for space in ("penultimate", "suffix_input"):
+            files = [folder.root / f"features_{space}_{m}.npy" for m in ("original", "unlearned")]
+            if all(f.is_file() for f in files):
+                features[0][space], features[1][space] = (np.load(f, allow_pickle=False) for f in files)
     else:
         if unlearned is None:
             raise ValueError("give the unlearned model or a run folder")
         before = _embed_manifest(_as_model(original), manifest, cfg, progress=progress).embeddings
         after = _embed_manifest(_as_model(unlearned), manifest, cfg, progress=progress).embeddings
-    table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
-    result = {"split_hash": manifest.hash, "seed": seed, "audits": table}
+    result = audit_embeddings(manifest, before, after, seed, *features)
     if out is not None:
         write_json_atomic(out, result)
     return result
@@ -235,8 +231,6 @@ def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: 
 def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Path | None = None,
            out: str | Path | None = None, points: list[dict] | None = None, progress: bool = True) -> dict:
     """Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one)."""
-    import json
-
     from faceforget.report.html import write_report
     from faceforget.report.inputs import ReportInputs
 
@@ -293,8 +287,7 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     cfg = resolve_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
     result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress)
-    audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.root / "audits.json",
-                   progress=progress)
+    audits = json.loads((result.run.root / "audits.json").read_text())  # written by the run itself
     before = np.load(result.run.root / "embeddings_original.npy")
     after = np.load(result.run.root / "embeddings_unlearned.npy")
     roles = ("forget_test", "retain_test", "distractor")

@@ -16,10 +16,12 @@ import torch
 from faceforget.config import EngineConfig, EvalConfig, UnlearnConfig
 from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
+from faceforget.eval.audits import audit_embeddings
 from faceforget.eval.embed import embed_from_prefix, embed_records, load_pixels, record_paths
-from faceforget.eval.protocol import evaluate_embeddings, summary_scores
+from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
 from faceforget.fileio import write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint, save_checkpoint
+from faceforget.models.features import penultimate_features
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder, job_signature, write_config_snapshot
 from faceforget.unlearn.engine import UnlearnData, build_banks, run_engine
@@ -60,7 +62,9 @@ class Workspace:
     metrics: dict
     eval_cfg: EvalConfig
     embed_s: float
+    lookalikes: list[str] = field(default_factory=list)
     _banks: dict = field(default_factory=dict)
+    _features: np.ndarray | None = None
 
     def at(self, start: int) -> Workspace:
         """The same workspace with the prefix cached at a later block (for a run that trains fewer blocks)."""
@@ -76,12 +80,28 @@ class Workspace:
             with torch.no_grad():
                 h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
         return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
-                         self.metrics, self.eval_cfg, self.embed_s)
+                         self.metrics, self.eval_cfg, self.embed_s, self.lookalikes)
 
     def _advance(self, x: torch.Tensor, start: int) -> torch.Tensor:
         for block in list(self.original.blocks)[self.start:start]:
             x = block(x)
         return x
+
+    def probe_features(self, model: FaceModel) -> dict[str, np.ndarray]:
+        """
+        Features of every split image below the output, for the deeper linear probes (docs/audits.md).
+
+        "penultimate": the input of `model`'s final linear layer; "suffix_input": the frozen prefix's output
+        (spatially averaged), the same for every model trained from this workspace. Empty when nothing is
+        cached (training from the pixels).
+        """
+        if self.start == 0:
+            return {}
+        if self._features is None:
+            self._features = penultimate_features(self.original, self.prefix, self.start).numpy()
+        pooled = self.prefix.mean(dim=tuple(range(2, self.prefix.dim()))) if self.prefix.dim() > 2 else self.prefix
+        own = self._features if model is self.original else penultimate_features(model, self.prefix, self.start).numpy()
+        return {"penultimate": own, "suffix_input": pooled.numpy()}
 
     def banks(self, cfg: EngineConfig, progress: bool) -> tuple[ViewBank, ViewBank]:
         """View banks for `cfg` (cached by views, augmentation and seed: methods of one seed share them)."""
@@ -102,9 +122,10 @@ def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, train
                         description=f"embedding {len(manifest.records)} images")
     prefix = emb.prefix if emb.prefix is not None else torch.empty(0)
     data = unlearn_data(manifest, original.preprocess.input_size)
-    metrics = evaluate_embeddings(emb.embeddings, manifest, eval_cfg)
+    lookalikes = lookalike_identities(emb.embeddings, manifest)
+    metrics = evaluate_embeddings(emb.embeddings, manifest, eval_cfg, lookalikes)
     return Workspace(manifest, original, model_spec, start, emb.embeddings, prefix, data, metrics, eval_cfg,
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, lookalikes)
 
 
 def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndarray:
@@ -142,7 +163,7 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     save_checkpoint(result.model, run.model, base=ws.original.name,
                     extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
     after = _embed_unlearned(ws, result.model, progress)
-    metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg)
+    metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg, ws.lookalikes)
     t_end = time.perf_counter()
     timings = {"embed_original_s": ws.embed_s, **result.timings, "unlearn_wall_s": t_train - t0,
                "evaluate_s": t_end - t_train}
@@ -154,9 +175,19 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     np.save(run.root / "embeddings_unlearned.npy", after)
     np.save(run.root / "embeddings_original.npy", ws.embeddings)
     write_json_atomic(run.metrics, metrics)
+    write_json_atomic(run.root / "audits.json", audit_run(ws, result.model, after, cfg.engine.seed, run))
     if run.checkpoint.is_file():
         run.checkpoint.unlink()
     return run, result.model, metrics
+
+
+def audit_run(ws: Workspace, model: FaceModel, after: np.ndarray, seed: int, run: RunFolder) -> dict:
+    """Audit one unlearned model against the workspace's original; keep the probe features in `run`."""
+    before_f, after_f = ws.probe_features(ws.original), ws.probe_features(model)
+    for space in before_f:
+        np.save(run.root / f"features_{space}_original.npy", before_f[space])
+        np.save(run.root / f"features_{space}_unlearned.npy", after_f[space])
+    return audit_embeddings(ws.manifest, ws.embeddings, after, seed, before_f, after_f)
 
 
 def _plain(state: dict) -> dict:

@@ -15,6 +15,14 @@ COLUMNS = (
     ("retain CS", ("unlearned", "retain", "CS")), ("E", ("summary", "E")), ("U", ("summary", "U")),
     ("H", ("summary", "H")), ("wall s", ("timings", "unlearn_wall_s")),
 )
+# the attacks and the lookalike group (after unlearning), from each cell's audits.json and metrics.json
+AUDIT_COLUMNS = (
+    ("re-enrol top-1", ("audits", "reenrol", "after")), ("probe", ("audits", "probe", "after")),
+    ("probe chance", ("audits", "probe", "chance")),
+    ("penultimate probe", ("audits", "probe_penultimate", "after")),
+    ("threshold accept", ("audits", "threshold", "after")), ("MIA AUC", ("audits", "mia", "after")),
+    ("lookalike R@1", ("unlearned", "lookalike", "R@1")), ("lookalike mAP", ("unlearned", "lookalike", "mAP")),
+)
 
 
 def _get(run: Mapping, path: Sequence[str]) -> float:
@@ -49,10 +57,28 @@ def benchmark_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str
     return ["method", "seeds", *(name for name, _ in COLUMNS)], rows
 
 
+def audit_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the attacks table: per row the mean +- std over seeds of each audit (after)."""
+    methods = list(dict.fromkeys(r.get("row", r["method"]) for r in results))
+    rows = []
+    for method in methods:
+        runs = [r for r in results if r.get("row", r["method"]) == method]
+        rows.append([method, str(len(runs)), *(_cell([_get(r, path) for r in runs], 3) for _, path in AUDIT_COLUMNS)])
+    return ["method", "seeds", *(name for name, _ in AUDIT_COLUMNS)], rows
+
+
 def benchmark_markdown(results: Sequence[Mapping]) -> str:
-    """The comparison table in Markdown, with the legend of its columns."""
+    """The comparison table and the attacks table in Markdown, with the legend of their columns."""
     header, rows = benchmark_rows(results)
+    audit_header, audit_body = audit_rows(results)
     legend = ("forget/retain = held-out test photos as queries against all other test photos + distractors; "
               "seen = forget_train photos against the train pool; CS = cluster compactness (lower = more "
               "dispersed); E, U, H as in DESIGN.md; mean ± std over seeds.")
-    return markdown_table(header, rows) + "\n" + legend + "\n"
+    audit_legend = ("re-enrol top-1: held-out photos of a forgotten person enrolled, the others search them; probe: "
+                    "held-out accuracy of a linear classifier of the forget identities on the output embedding "
+                    "(penultimate: on the input of the final linear layer); threshold accept: share of genuine "
+                    "forget pairs above the original's FAR=1e-3 threshold; MIA AUC: seen vs held-out forget photos "
+                    "(0.5 = indistinguishable); lookalike: the retain identities nearest to the forgotten ones "
+                    "(docs/audits.md, docs/metrics.md).")
+    return (markdown_table(header, rows) + "\n" + legend + "\n\n" + markdown_table(audit_header, audit_body)
+            + "\n" + audit_legend + "\n")
