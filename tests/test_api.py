@@ -38,6 +38,27 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
     assert emb.shape == (len(json.loads(split.read_text())["records"]), 8)
 
 
+UNLEARN_STAGES = ["load_split", "load_model", "embed_original", "load_train_images", "evaluate_original",
+                  "cache_views", "method_setup", "train", "finalize", "save_model", "embed_unlearned",
+                  "evaluate_unlearned", "write_outputs"]
+
+
+def test_unlearn_timings_are_each_stage_once_summing_to_the_total(split, tmp_path, make_tiny_model):
+    from faceforget.timings import Stopwatch
+
+    ticks = iter(range(1000))
+    watch = Stopwatch(lambda: float(next(ticks)))  # every clock read is one second later
+    result = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False,
+                         watch=watch)
+    timings = json.loads(result.run.metrics.read_text())["timings"]
+    assert sorted(timings) == sorted([f"{s}_s" for s in UNLEARN_STAGES] + ["total_s"])
+    assert all(timings[f"{s}_s"] == 1.0 for s in UNLEARN_STAGES)  # one lap each: no stage measured twice
+    assert timings["total_s"] == len(UNLEARN_STAGES)
+    real = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run2", progress=False)
+    t = real.metrics["timings"]
+    assert t["total_s"] == pytest.approx(sum(v for k, v in t.items() if k != "total_s"), abs=1e-9)
+
+
 def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):
     run = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False).run
     result = api.evaluate(make_tiny_model(), None, split, progress=False)
