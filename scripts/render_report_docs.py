@@ -40,9 +40,10 @@ def render(text: str) -> str:
     """`text` with every generated block replaced by its current content."""
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.DOTALL)
-        if not pattern.search(text):
+        found = pattern.search(text)
+        if found is None:
             raise ValueError(f"{DOC} lacks the <!-- {name}:start --> ... <!-- {name}:end --> block")
-        text = pattern.sub(lambda m, body=make(): m.group(1) + body + m.group(2), text)
+        text = text[:found.end(1)] + make() + text[found.start(2):]
     return text
 
 

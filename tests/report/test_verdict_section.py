@@ -1,9 +1,12 @@
 """The report's verdict section: first in HTML / Markdown / JSON, rows and wording for passing and failing runs."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from faceforget.report.glossary import TERMS, glossary_markdown
 from faceforget.report.html import render_report, write_report
@@ -109,3 +112,14 @@ def test_docs_hold_the_glossary_as_the_code_has_it():
     done = subprocess.run([sys.executable, str(RENDER), "--check"], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr  # the thresholds and stages blocks are current too
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_first_screen_shows_the_verdict_in_chromium(tmp_path, verdict_inputs):
+    write_report(verdict_inputs("fail"), tmp_path)
+    script = RENDER.with_name("check_report_render.py")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "report.html"), "--screenshot",
+                           str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    first = tmp_path / "shot_first_screen.png"
+    assert first.read_bytes()[16:24] == (1280).to_bytes(4, "big") + (800).to_bytes(4, "big")  # PNG IHDR size

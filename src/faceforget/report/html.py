@@ -51,12 +51,17 @@ tbody tr:nth-child(even) { background: #fafbfd; }
 figure { margin: 16px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e6eaef; border-radius: 4px; }
 figcaption { color: #5a6878; font-size: 13px; margin-top: 4px; }
-.headline { font-size: 17px; font-weight: 600; padding: 10px 14px; border-radius: 6px; margin: 10px 0; }
+.headline { font-size: 15px; font-weight: 600; padding: 8px 12px; border-radius: 6px; margin: 8px 0; }
+#verdict h2 { margin: 10px 0 4px; }
+#verdict table { font-size: 13px; width: 100%; }
+#verdict th, #verdict td { padding: 3px 8px; }
+#verdict td:first-child { white-space: nowrap; }
+#verdict td.num { white-space: normal; }
 .headline.fail, td.fail { background: #fde8e8; color: #8a1f1f; }
 .headline.pass, td.pass { background: #e3f4e8; color: #17692f; }
 .headline.incomplete, td.nm { background: #fff4cc; color: #6b5a00; }
 td.fail, td.pass, td.nm { font-weight: 700; white-space: nowrap; }
-#verdict td.meaning { font-size: 12.5px; color: #3a4a5e; }
+#verdict td.meaning { font-size: 12px; line-height: 1.3; color: #3a4a5e; width: 46%; }
 footer { text-align: center; color: #7a8694; font-size: 12px; padding: 16px; }
 """
 
