@@ -29,9 +29,11 @@ def test_lines_every_interval_or_tenth_whichever_first():
         if out.getvalue().count("\n") > before:
             printed_at.append(step)
     bar.finish()
-    # 4 s steps: the interval comes first (every 8 steps, at 32 s); the start line is 0 s
-    assert printed_at == list(range(8, 201, 8))
+    # 4 s steps: the interval comes first (every 8 steps, at 32 s); the start line is 0 s; the last
+    # step's line is the closing one, printed once
+    assert printed_at == list(range(8, 200, 8))
     lines = out.getvalue().splitlines()
+    assert len(lines) == 1 + len(printed_at) + 1
     assert lines[0] == "unlearning (dispersion): 0/200 (0%) | elapsed 0:00 | eta ? | started"
     assert lines[1] == f"unlearning (dispersion): 8/200 (4%) | elapsed 0:32 | eta 12:48 | {NOTE}"
     assert lines[-1] == f"unlearning (dispersion): 200/200 (100%) | elapsed 13:20 | eta 0:00 | done | {NOTE}"
@@ -43,9 +45,11 @@ def test_fast_steps_print_every_tenth():
     for _ in range(1000):
         clock.now += 0.01
         bar.advance()
+    bar.finish()
     lines = out.getvalue().splitlines()
     assert [line.split(" | ")[0] for line in lines[1:]] == [
         f"embedding 1000 images: {k}/1000 ({k // 10}%)" for k in range(100, 1001, 100)]
+    assert lines[-1].endswith("| done")
 
 
 def test_tick_repeats_the_line_during_a_long_step():
@@ -87,3 +91,13 @@ def test_interval_from_the_environment(monkeypatch):
     with pytest.raises(ValueError, match="FACEFORGET_PROGRESS_SECONDS"):
         with progress_bar("steps", 3, stream=io.StringIO()):
             pass
+
+
+def test_a_fast_loop_prints_its_tenths_at_most_once_a_second():
+    clock, out = FakeClock(), io.StringIO()
+    bar = LineBar("checking 282 images", 282, out, interval_s=30, clock=clock)
+    for _ in range(282):
+        clock.now += 0.001
+        bar.advance()
+    bar.finish()
+    assert out.getvalue().count("\n") == 2  # the start and the end line only

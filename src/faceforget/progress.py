@@ -4,7 +4,8 @@ One progress style for every long loop: a rich bar on a terminal, plain lines in
 Progress goes to stderr. On a terminal it is a live rich bar; otherwise (a file, a pipe, CI, nohup) it
 is one plain, never truncated line when the loop starts, then whenever `interval_s` seconds (default 30,
 or $FACEFORGET_PROGRESS_SECONDS) or a tenth of the total have passed since the last line, whichever comes
-first, and one when it ends: description, step / total, percent, elapsed, ETA and the note (loss terms).
+first (tenths no faster than one a second), and one when it ends: description, step / total, percent,
+elapsed, ETA and the note (loss terms).
 A quiet thread repeats the line when a single step outlasts the interval, so a log never goes silent.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 INTERVAL_ENV = "FACEFORGET_PROGRESS_SECONDS"
 DEFAULT_INTERVAL_S = 30.0
 DEFAULT_FRACTION = 0.1
+MIN_GAP_S = 1.0  # a fast loop does not print its tenths faster than this
 
 
 class Bar:
@@ -89,10 +91,13 @@ class LineBar(Bar):
         self._last_time, self._last_done = self._clock(), self._done
 
     def advance(self, n: int = 1) -> None:
-        """Count n more units; print when a tenth of the total or the interval has passed since the last line."""
+        """Count n more units; print when the interval, or a tenth of the total and 1 s, passed since the last line."""
         with self._lock:
             self._done += n
-            if self._done - self._last_done >= self._step or self._clock() - self._last_time >= self._interval:
+            if self.total and self._done >= self.total:
+                return  # the closing line says it
+            since = self._clock() - self._last_time
+            if since >= self._interval or (self._done - self._last_done >= self._step and since >= MIN_GAP_S):
                 self._emit()
 
     def note(self, text: str) -> None:
