@@ -61,7 +61,7 @@ figcaption { color: #5a6878; font-size: 13px; margin-top: 4px; }
 .headline.pass, td.pass { background: #e3f4e8; color: #17692f; }
 .headline.incomplete, td.nm { background: #fff4cc; color: #6b5a00; }
 td.fail, td.pass, td.nm { font-weight: 700; white-space: nowrap; }
-#verdict td.meaning { font-size: 12px; line-height: 1.3; color: #3a4a5e; width: 46%; }
+#verdict td.meaning { font-size: 12px; line-height: 1.3; color: #3a4a5e; width: 40%; }
 footer { text-align: center; color: #7a8694; font-size: 12px; padding: 16px; }
 """
 
