@@ -118,3 +118,30 @@ def test_search_with_the_wrong_model_names_the_right_one(toy_dataset, tmp_path):
     assert code == 2 and f"search it with --model {run / 'model.pt'}, or rebuild" in out
     code, out = invoke("index", "search", "--gallery", gallery, "--model", run / "model.pt", query)
     assert code == 0 and out.count("cos=") == 5
+
+
+def test_demo_verdict_timings_and_the_search_example(tmp_path, monkeypatch, make_tree, make_tiny_model, toy_counts):
+    from faceforget.timings import STAGES
+
+    monkeypatch.setitem(registry.MODEL_REGISTRY, "dlib", make_tiny_model)  # the demo's model, made tiny
+    make_tree(tmp_path / "lfw" / "dlib150", toy_counts)
+    make_tree(tmp_path / "lfw" / "distractors_dlib150", {"zack": 1, "yves": 3}, seed=7)
+    cfg, demo = tmp_path / "cfg.yaml", tmp_path / "demo"
+    cfg.write_text(yaml.safe_dump(ENGINE | {"verdict": PERMISSIVE}))
+    code, out = invoke("demo", "--data", tmp_path / "lfw", "-o", demo, "--forget", 2, "--config", cfg, "--strict")
+    assert code == 0, out
+    assert "verdict: PASS: all 10 checks pass." in out  # audits and the gallery check measured too
+    model = demo / "run" / "model.pt"
+    assert f"faceforget index search --gallery {demo / 'gallery'} --model {model} FACE.jpg" in out
+    timings = json.loads((demo / "run" / "metrics.json").read_text())["timings"]
+    stages = [s for s in STAGES if f"{s}_s" in timings]
+    assert stages == list(STAGES)  # every stage, protocol to report, booked
+    assert timings["total_s"] == pytest.approx(sum(timings[f"{s}_s"] for s in stages), abs=1e-9)
+    shown = json.loads((demo / "report.json").read_text())
+    assert "report_s" not in shown["timings"] and shown["timings"]["gallery_s"] == timings["gallery_s"]
+    assert shown["verdict"]["status"] == "pass" and shown["gallery"]["after"]["forget_queries"] > 0
+    query = next((tmp_path / "lfw" / "dlib150" / "alice").glob("*.jpg"))
+    code, out = invoke("index", "search", "--gallery", demo / "gallery", query)
+    assert code == 2 and f"search it with --model {model}, or rebuild" in out
+    code, out = invoke("index", "search", "--gallery", demo / "gallery", "--model", model, query)
+    assert code == 0 and out.count("cos=") == 5
