@@ -59,6 +59,20 @@ def test_unlearn_timings_are_each_stage_once_summing_to_the_total(split, tmp_pat
     assert t["total_s"] == pytest.approx(sum(v for k, v in t.items() if k != "total_s"), abs=1e-9)
 
 
+def test_verdict_bars_are_recorded_but_not_part_of_the_job_signature(split, make_tiny_model):
+    from faceforget.data.split import load_split
+    from faceforget.workspace import cell_signature
+
+    manifest, model = load_split(split, progress=False), make_tiny_model()
+    base = api.resolve_config(SMALL, None)
+    stricter = api.resolve_config(SMALL | {"verdict": {"forget_r1_max": 0.01}}, None)
+    (sig_a, resolved_a), (sig_b, resolved_b) = (cell_signature(c, manifest, "tiny", model) for c in (base, stricter))
+    assert sig_a == sig_b  # a new bar re-judges a finished run; it does not retrain it
+    assert resolved_a["verdict"]["forget_r1_max"] == 0.10 and resolved_b["verdict"]["forget_r1_max"] == 0.01
+    other = api.resolve_config(SMALL | {"engine": SMALL["engine"] | {"steps": 4}}, None)
+    assert cell_signature(other, manifest, "tiny", model)[0] != sig_a
+
+
 def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):
     run = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False).run
     result = api.evaluate(make_tiny_model(), None, split, progress=False)
