@@ -1,5 +1,7 @@
 """The report's verdict section: first in HTML / Markdown / JSON, rows and wording for passing and failing runs."""
+import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -109,12 +111,15 @@ def test_docs_hold_the_glossary_as_the_code_has_it():
     assert text[start:end] == glossary_markdown()  # regenerate with scripts/render_report_docs.py
     assert len(TERMS) == len(glossary_markdown().splitlines()) - 2
     assert r"| mia | audit | Membership inference: AUC" in text and r"\|AUC - 0.5\| lower" in text
-    done = subprocess.run([sys.executable, str(RENDER), "--check"], capture_output=True, text=True, timeout=60,
-                          check=False)
-    assert done.returncode == 0, done.stderr  # the thresholds and stages blocks are current too
+    spec = importlib.util.spec_from_file_location("render_report_docs", RENDER)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.render(text) == text  # the thresholds and stages blocks are current too
+    assert "| `retain_map_ratio_min` | 0.97 |" in text and "| `cache_views` | augmented views" in text
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+@pytest.mark.skipif(shutil.which("chromium") is None or not os.environ.get("FACEFORGET_RENDER_CHECK"),
+                    reason="opt-in (~15-50 s): set FACEFORGET_RENDER_CHECK=1 and install Debian's chromium")
 def test_first_screen_shows_the_verdict_in_chromium(tmp_path, verdict_inputs):
     write_report(verdict_inputs("fail"), tmp_path)
     script = RENDER.with_name("check_report_render.py")
