@@ -130,7 +130,7 @@ def _audits_after(run: RunFolder, model: Literal["before", "after"] = "after") -
 def _reference_rows(metrics: dict, seed: int, split_hash: str, audits: dict) -> list[dict]:
     """Original and Gallery delete rows (unchanged model: before == after, audits of the original)."""
     return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": metrics,
-             "unlearned": metrics, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0},
+             "unlearned": metrics, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"total_s": 0.0},
              "audits": audits} for name in REFERENCE_ROWS]
 
 
