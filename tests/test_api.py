@@ -10,7 +10,7 @@ from faceforget import api
 from faceforget.data.errors import DataError
 from faceforget.data.split import load_split
 from faceforget.eval.embed import embed_records
-from faceforget.eval.protocol import evaluate_embeddings, summary_scores
+from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
 from faceforget.models.checkpoint import load_checkpoint
 from faceforget.models.registry import load_model
 from faceforget.report.tables import fmt
@@ -56,7 +56,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model, 
     run = result.run
     assert run.is_complete() and not run.checkpoint.exists()
     metrics = json.loads(run.metrics.read_text())
-    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen"}
+    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen", "lookalike"}
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
     config = json.loads(run.config.read_text())
@@ -65,11 +65,47 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model, 
     # the stored embeddings are the two models' embeddings of every record, and the metrics are theirs
     manifest = load_split(split, progress=False)
     records = (list(manifest.records), manifest.data_root, manifest.distractor_root)
+    lookalikes = lookalike_identities(np.load(run.root / "embeddings_original.npy"), manifest)
     for name, net in (("original", make_tiny_model()), ("unlearned", load_model(str(run.model)))):
         stored = np.load(run.root / f"embeddings_{name}.npy")
         np.testing.assert_allclose(stored, embed_records(net, *records, progress=False).embeddings, atol=1e-5)
-        assert_close(metrics[name], evaluate_embeddings(stored, manifest), 1e-9, name)
+        assert_close(metrics[name], evaluate_embeddings(stored, manifest, lookalikes=lookalikes), 1e-9, name)
     assert_close(metrics["summary"], summary_scores(metrics["original"], metrics["unlearned"]), 1e-12)
+
+
+UNLEARN_STAGES = ["load_split", "load_model", "embed_original", "load_train_images", "evaluate_original",
+                  "cache_views", "method_setup", "train", "finalize", "save_model", "embed_unlearned",
+                  "evaluate_unlearned", "audits", "write_outputs"]
+
+
+def test_unlearn_timings_are_each_stage_once_summing_to_the_total(split, tmp_path, make_tiny_model):
+    from faceforget.timings import Stopwatch
+
+    ticks = iter(range(1000))
+    watch = Stopwatch(lambda: float(next(ticks)))  # every clock read is one second later
+    result = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False,
+                         watch=watch)
+    timings = json.loads(result.run.metrics.read_text())["timings"]
+    assert sorted(timings) == sorted([f"{s}_s" for s in UNLEARN_STAGES] + ["total_s"])
+    assert all(timings[f"{s}_s"] == 1.0 for s in UNLEARN_STAGES)  # one lap each: no stage measured twice
+    assert timings["total_s"] == len(UNLEARN_STAGES)
+    real = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run2", progress=False)
+    t = real.metrics["timings"]
+    assert t["total_s"] == pytest.approx(sum(v for k, v in t.items() if k != "total_s"), abs=1e-9)
+
+
+def test_verdict_bars_are_recorded_but_not_part_of_the_job_signature(split, make_tiny_model):
+    from faceforget.data.split import load_split
+    from faceforget.workspace import cell_signature
+
+    manifest, model = load_split(split, progress=False), make_tiny_model()
+    base = api.load_config(SMALL, None)
+    stricter = api.load_config(SMALL | {"verdict": {"forget_r1_max": 0.01}}, None)
+    (sig_a, resolved_a), (sig_b, resolved_b) = (cell_signature(c, manifest, "tiny", model) for c in (base, stricter))
+    assert sig_a == sig_b  # a new bar re-judges a finished run; it does not retrain it
+    assert resolved_a["verdict"]["forget_r1_max"] == 0.10 and resolved_b["verdict"]["forget_r1_max"] == 0.01
+    other = api.load_config(SMALL | {"engine": SMALL["engine"] | {"steps": 4}}, None)
+    assert cell_signature(other, manifest, "tiny", model)[0] != sig_a
 
 
 def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_registered):
@@ -81,8 +117,9 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_re
     assert json.loads((run.root / "audits.json").read_text()) == audits
     # the run folder's stored embeddings give the same audits as embedding the split with both models again
     again = api.audit(str(run.model), None, split, original_model=make_tiny_model(), progress=False)
-    assert_close(again["audits"], audits["audits"], 1e-4)
-    assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia"}
+    four = {"reenrol", "probe", "threshold", "mia"}  # the run folder also probes its stored deeper features
+    assert set(again["audits"]) == four and set(audits["audits"]) == four | {"probe_penultimate", "probe_suffix_input"}
+    assert_close(again["audits"], {name: audits["audits"][name] for name in four}, 1e-4)
     report = api.report(run.root, split, progress=False)
     metrics = json.loads(run.metrics.read_text())
     assert report["summary"] == metrics["summary"] and report["audits"] == audits["audits"]

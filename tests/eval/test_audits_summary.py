@@ -12,8 +12,8 @@ from faceforget.eval.audits import (
     MembershipInferenceAudit,
     ReEnrolAudit,
     ThresholdAudit,
+    audit_embeddings,
     audit_inputs,
-    audits_json,
 )
 
 D = 8
@@ -64,9 +64,9 @@ def test_audit_inputs_group_rows_by_role_in_manifest_order(split) -> None:
         audit_inputs(before[:-1], manifest)
 
 
-def test_audits_json_holds_each_audit_run_on_both_models(split) -> None:
+def test_audit_embeddings_holds_each_audit_run_on_both_models(split) -> None:
     manifest, before, after = split
-    doc = audits_json(before, after, manifest, seed=3)
+    doc = audit_embeddings(manifest, before, after, seed=3)
     assert (doc["split_hash"], doc["seed"]) == (manifest.hash, 3)
     inputs_before, inputs_after = audit_inputs(before, manifest), audit_inputs(after, manifest)
     audits = {"reenrol": ReEnrolAudit(seed=3), "probe": LinearProbeAudit(seed=3), "threshold": ThresholdAudit(),

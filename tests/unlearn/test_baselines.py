@@ -185,8 +185,8 @@ def test_l1_gamma_decays_linearly_per_epoch(original, toy):
 
 
 def test_old_param_names_are_rejected_with_the_new_name():
-    with pytest.raises(ValueError, match="ratio is now mask_ratio.*rl_schedule is now loader"):
+    with pytest.raises(ValueError, match="ratio -> mask_ratio, rl_schedule -> loader"):
         get_method("salun", {"ratio": 0.3, "rl_schedule": "mixed"})
-    with pytest.raises(ValueError, match="bs_eps_pixels is now eps_pixels"):
+    with pytest.raises(ValueError, match="bs_eps_pixels -> eps_pixels"):
         get_method("boundary_shrink", {"bs_eps_pixels": 0.2})
     assert get_method("boundary_expanding", {"shadow_rows": "K"}).params.shadow_rows == "K"

@@ -43,22 +43,22 @@ def _rows(manifest: SplitManifest, roles: Sequence[str]) -> tuple[list[int], lis
 
 
 def split_gallery(manifest: SplitManifest, embeddings: np.ndarray, model_fingerprint: str,
-                  roles: Sequence[str] = GALLERY_ROLES, kind: str = "auto") -> Gallery:
-    """A gallery of the `roles` images from `embeddings` (aligned with manifest.records), paths absolute."""
+                  roles: Sequence[str] = GALLERY_ROLES, kind: str = "auto", model: str | None = None) -> Gallery:
+    """A gallery of the `roles` images from `embeddings` (aligned with manifest.records; made by `model`)."""
     if len(embeddings) != len(manifest.records):
         raise ValueError(f"{len(embeddings)} embeddings for {len(manifest.records)} manifest records")
     idx, paths = _rows(manifest, roles)
     rows = labelled_paths([manifest.records[i] for i in idx], paths)
-    return Gallery.build(embeddings[idx], rows, model_fingerprint=model_fingerprint, kind=kind)
+    return Gallery.build(embeddings[idx], rows, model_fingerprint=model_fingerprint, kind=kind, model=model)
 
 
 def rebuild_with(gallery_dir: str | os.PathLike, manifest: SplitManifest, embeddings: np.ndarray,
-                 model_fingerprint: str) -> Gallery:
-    """Rebuild a `split_gallery` folder (atomic swap) with other embeddings of the same manifest records."""
+                 model_fingerprint: str, model: str | None = None) -> Gallery:
+    """Rebuild a `split_gallery` folder (atomic swap) with another model's embeddings of the same records."""
     paths = record_paths(manifest.records, manifest.data_root, manifest.distractor_root)
     lookup = {str(p): i for i, p in enumerate(paths)}
     return rebuild(gallery_dir, lambda batch: embeddings[[lookup[str(p)] for p in batch]],
-                   model_fingerprint=model_fingerprint, progress=False)
+                   model_fingerprint=model_fingerprint, progress=False, model=model)
 
 
 def forget_top1(gallery: Gallery, manifest: SplitManifest, embeddings: np.ndarray) -> dict:

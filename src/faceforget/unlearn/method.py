@@ -28,9 +28,9 @@ class MethodParams(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _reject_old_names(cls, data: object) -> object:
-        old = sorted(k for k in data if k in cls.renamed) if isinstance(data, dict) else []
+        old = [k for k in data if k in cls.renamed] if isinstance(data, dict) else []
         if old:
-            raise ValueError("renamed: " + ", ".join(f"{k} is now {cls.renamed[k]}" for k in old))
+            raise ValueError("params were renamed: " + ", ".join(f"{k} -> {cls.renamed[k]}" for k in old))
         return data
 
 
@@ -54,7 +54,7 @@ class ViewBank:
 
     def take(self, idx: torch.Tensor) -> "Part":
         """The rows `idx` as a batch part."""
-        return Part(self.inputs[idx].float(), self.labels[idx], self.z_original[idx], self.image[idx])
+        return Part(self.inputs[idx].float(), self.labels[idx], self.z_original[idx], self.image[idx], idx)
 
     def clean(self) -> torch.Tensor:
         """Indices of the un-augmented view of every image."""
@@ -69,6 +69,7 @@ class Part:
     labels: torch.Tensor
     z_original: torch.Tensor
     image: torch.Tensor
+    rows: torch.Tensor  # the bank rows this part was taken from (for per-view values a method precomputed)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

@@ -5,14 +5,14 @@ Audits: attacks on the forgetting, run on the original and the unlearned model's
 - `LinearProbeAudit` (probe.py): train a linear classifier on forget_train, test on forget_test.
 - `ThresholdAudit` (threshold.py): genuine forget pairs accepted at the original FAR=1e-3 threshold.
 - `MembershipInferenceAudit` (mia.py): tell the photos the unlearning saw from held-out ones.
-`audits_json` (summary.py) runs them on a split's before/after embeddings into the audits.json document.
+`audit_embeddings` (summary.py) runs them on a split's before/after embeddings into the audits.json document.
 What each measures, its chance level and direction: docs/audits.md.
 """
 from faceforget.eval.audits.base import Audit, AuditInputs, AuditResult, EmbeddingSet, run_audits
 from faceforget.eval.audits.mia import MembershipInferenceAudit
 from faceforget.eval.audits.probe import LinearProbeAudit
 from faceforget.eval.audits.reenrol import ReEnrolAudit
-from faceforget.eval.audits.summary import audit_inputs, audits_json, summarise_audits
+from faceforget.eval.audits.summary import audit_embeddings, audit_inputs, summarise_audits
 from faceforget.eval.audits.threshold import ThresholdAudit
 
 
@@ -25,6 +25,6 @@ def default_audits(seed: int) -> list[Audit]:
 
 __all__ = [
     "Audit", "AuditInputs", "AuditResult", "EmbeddingSet", "LinearProbeAudit", "MembershipInferenceAudit",
-    "ReEnrolAudit", "ThresholdAudit", "audit_inputs", "audits_json", "default_audits", "run_audits",
+    "ReEnrolAudit", "ThresholdAudit", "audit_embeddings", "audit_inputs", "default_audits", "run_audits",
     "summarise_audits",
 ]

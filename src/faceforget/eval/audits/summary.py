@@ -1,9 +1,9 @@
 """
-The audits of one split before and after unlearning, as plain data: what `faceforget audit` writes.
+The audits of one split before and after unlearning, as plain data: what audits.json holds.
 
 `audit_inputs` groups one model's embeddings (aligned with the manifest's records) by protocol role;
-`audits_json` runs every audit on both models and returns the audits.json document, whose layout is
-in docs/run_folder.md#auditsjson and docs/audits.md.
+`audit_embeddings` runs every audit on both models (plus a probe per deeper feature space) and returns
+the audits.json document, whose layout is in docs/run_folder.md#auditsjson and docs/audits.md.
 """
 from __future__ import annotations
 
@@ -12,23 +12,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from faceforget.data.records import SplitManifest
-from faceforget.eval.audits.base import AuditInputs, AuditResult, EmbeddingSet, run_audits
+from faceforget.eval.audits.base import AuditInputs, AuditResult, run_audits
 
 
 def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> AuditInputs:
     """The audits' view of one model: embeddings (aligned with manifest.records) grouped by role."""
     if len(embeddings) != len(manifest.records):
         raise ValueError(f"{len(embeddings)} embeddings for {len(manifest.records)} manifest records")
-    roles = np.array([r.role for r in manifest.records])
-    labels = np.array([r.identity for r in manifest.records])
-    paths = np.array([r.path for r in manifest.records])
-
-    def role(name: str) -> EmbeddingSet:
-        sel = roles == name
-        return EmbeddingSet(embeddings[sel], labels[sel], tuple(paths[sel]))
-
-    distractors = role("distractor") if (roles == "distractor").any() else None
-    return AuditInputs(role("forget_train"), role("forget_test"), role("retain_test"), distractors)
+    records = manifest.records
+    return AuditInputs.from_records(embeddings, [r.role for r in records], [r.identity for r in records],
+                                    [r.path for r in records])
 
 
 def summarise_audits(table: Mapping[str, Mapping[str, AuditResult | float | None]]) -> dict[str, dict]:
@@ -43,8 +36,17 @@ def summarise_audits(table: Mapping[str, Mapping[str, AuditResult | float | None
     return out
 
 
-def audits_json(embeddings_before: np.ndarray, embeddings_after: np.ndarray, manifest: SplitManifest,
-                seed: int) -> dict:
-    """The audits.json document: {"split_hash", "seed", "audits": `summarise_audits` of every audit}."""
-    table = run_audits(audit_inputs(embeddings_before, manifest), audit_inputs(embeddings_after, manifest), seed)
+def audit_embeddings(manifest: SplitManifest, before: np.ndarray, after: np.ndarray, seed: int,
+                     features_before: Mapping[str, np.ndarray] | None = None,
+                     features_after: Mapping[str, np.ndarray] | None = None) -> dict:
+    """
+    The audits.json document: {"split_hash", "seed", "audits": `summarise_audits` of every audit}.
+
+    Arrays are aligned with `manifest.records`; `features_*` {space: array} are optional deeper features of
+    both models, each audited by a linear probe "probe_<space>" (docs/audits.md, "Probes below the output").
+    """
+    after_f = features_after or {}
+    spaces = {space: (audit_inputs(v, manifest), audit_inputs(after_f[space], manifest))
+              for space, v in (features_before or {}).items()}
+    table = run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed, feature_spaces=spaces)
     return {"split_hash": manifest.hash, "seed": seed, "audits": summarise_audits(table)}
