@@ -7,14 +7,11 @@ report.json and figures/*.png from it, each atomically.
 from __future__ import annotations
 
 import base64
-import math
 import os
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from string import Template
-
-import numpy as np
 
 from faceforget import __version__
 from faceforget.fileio import atomic_open, write_json_atomic, write_text_atomic
@@ -134,17 +131,6 @@ def render_report(run: Mapping[str, object]) -> str:
         audits=_table(t["audits"], "no audits were run"), figures=_figures(run["figures"]))
 
 
-def _jsonable(x: object) -> object:
-    """Plain JSON data: numpy values to Python, NaN and inf to null, tuples to lists."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
 def write_report(inputs: ReportInputs, out_dir: str | os.PathLike, seed: int = 0) -> dict:
     """
     Write report.html, report.md, report.json and figures/<name>.png to `out_dir`; return the report dict.
@@ -154,7 +140,7 @@ def write_report(inputs: ReportInputs, out_dir: str | os.PathLike, seed: int = 0
     out = Path(out_dir)
     run = report_data(inputs, seed=seed)
     paths = {name: f"figures/{name}.png" for name in run["figures"]}
-    body = _jsonable({**run, "figures": paths})
+    body = {**run, "figures": paths}  # write_json_atomic makes it strict JSON (NaN -> null)
     markdown, page = render_markdown(run), render_report(run)
     for name, png in run["figures"].items():
         with atomic_open(out / paths[name], "wb") as f:
