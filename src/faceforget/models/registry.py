@@ -17,8 +17,12 @@ def register_model(name: str, loader: ModelLoader) -> None:
     MODEL_REGISTRY[name] = loader
 
 
-def load_model(spec: str) -> FaceModel:
-    """Build a new FaceModel from a registered name or a faceforget checkpoint file (`run/model.pt`)."""
+def load_model(spec: str, verify: bool = True) -> FaceModel:
+    """
+    Build a new FaceModel from a registered name or a faceforget checkpoint file (`run/model.pt`).
+
+    A checkpoint's `.sha256` sidecar must match unless `verify` is False.
+    """
     from faceforget.models import builtin  # noqa: F401 - registers the built-in models
 
     if spec in MODEL_REGISTRY:
@@ -27,7 +31,7 @@ def load_model(spec: str) -> FaceModel:
     if path.suffix in {".pt", ".pth"} or path.exists():
         from faceforget.models.checkpoint import load_checkpoint
 
-        return load_checkpoint(path)
+        return load_checkpoint(path, verify=verify)
     raise ValueError(
         f"unknown model {spec!r}: use one of {sorted(MODEL_REGISTRY)} or a path to a saved model checkpoint"
     )
