@@ -1,7 +1,10 @@
 """The CLI end to end on generated images with a tiny registered model; errors exit 2 with a message."""
 import json
+import os
+import stat
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -22,7 +25,25 @@ def invoke(*args):
     return result.exit_code, result.output
 
 
-def test_protocol_unlearn_evaluate_audit_report(toy_dataset, toy_distractors, tmp_path):
+def one_error_line(code, out, *needles):
+    """Exit code 2, one "error:" line (the rest is progress output) containing every needle, no traceback."""
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and out.endswith(errors[0] + "\n"), out
+    assert "Traceback" not in out and all(n in errors[0] for n in needles), out
+
+
+def listing(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name != ".lock")
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_protocol_unlearn_evaluate_audit_report(toy_dataset, toy_distractors, tmp_path, umask_022):
     split, cfg, run = tmp_path / "split.json", tmp_path / "cfg.yaml", tmp_path / "run"
     code, out = invoke("protocol", "--data", toy_dataset, "--forget", 2, "--distractors", toy_distractors, "-o", split)
     assert code == 0 and "forget_train" in out
@@ -37,15 +58,41 @@ def test_protocol_unlearn_evaluate_audit_report(toy_dataset, toy_distractors, tm
     assert code == 0 and "reenrol" in out and "probe" in out
     code, out = invoke("report", "--run", run, "--split", split)
     assert code == 0 and (run / "report.html").is_file()
+    sha = (run / "model.pt.sha256").read_text().strip()
+    assert json.loads((run / "report.json").read_text())["run"]["model_sha256"] == sha
+    assert json.loads((run / "audits.json").read_text())["model_sha256"] == sha
+    assert json.loads((run / "metrics.json").read_text())["model_sha256"] == sha
+    made = [p for p in tmp_path.rglob("*") if not (p.is_relative_to(toy_dataset) or p.is_relative_to(toy_distractors))]
+    assert {p.name for p in made} >= {"split.json", "model.pt", "embeddings_unlearned.npy", "embeddings_original.npy",
+                                      "metrics.json", "audits.json", "report.html", "report.json", "figures", "eval"}
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in made if p.name != "cfg.yaml"}
+    assert modes == {name: 0o700 if (tmp_path / name).is_dir() else 0o600 for name in modes}  # face data: owner only
+
+    code, out = invoke("unlearn", "--model", "tiny", "--split", split, "--config", cfg, "-o", run)
+    one_error_line(code, out, f"{run} already holds a finished run", "--overwrite")
+    assert (run / "audits.json").is_file() and (run / "report.html").is_file()  # refused: nothing touched
+    old_audits = (run / "audits.json").read_text()
+    cfg.write_text(yaml.safe_dump({"engine": ENGINE["engine"] | {"steps": 3}}))
+    code, out = invoke("unlearn", "--model", "tiny", "--split", split, "--config", cfg, "-o", run, "--overwrite")
+    assert code == 0, out
+    assert not any((run / n).exists() for n in ("audits.json", "report.html", "report.json", "figures"))
+    (run / "audits.json").write_text(old_audits)  # the previous model's audits put back by hand
+    code, out = invoke("report", "--run", run, "--split", split)
+    one_error_line(code, out, "audits.json was made from model", "re-run `faceforget audit --run")
+    assert not (run / "report.html").exists()
 
 
-def test_index_build_search_delete_rebuild(toy_dataset, tmp_path):
+def test_index_build_search_delete_rebuild(toy_dataset, tmp_path, umask_022):
     gallery = tmp_path / "gallery"
     code, out = invoke("index", "build", "--data", toy_dataset, "--model", "tiny", "-o", gallery)
     assert code == 0 and "rows" in out, out
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (gallery, *gallery.rglob("*"))}
+    assert modes == {"gallery": 0o700, ".lock": 0o600, "CURRENT": 0o600, "v000001": 0o700, "index.faiss": 0o600,
+                     "metadata.json": 0o600}
     query = next((toy_dataset / "alice").glob("*.jpg"))
     code, out = invoke("index", "search", "--gallery", gallery, "--model", "tiny", "--k", 3, query)
     assert code == 0 and out.count("cos=") == 3
+    assert "warning: probably not a face: dlib's face detector finds no face" in out  # the toy images are noise
     code, out = invoke("index", "delete", "--gallery", gallery, "alice")
     assert code == 0 and "removed 12 rows" in out
     code, out = invoke("index", "delete", "--gallery", gallery, "nobody")
@@ -74,3 +121,84 @@ def test_demo_without_data_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEFORGET_CACHE", str(tmp_path / "cache"))
     code, out = invoke("demo", "-o", tmp_path / "demo")
     assert code == 2 and "FACEFORGET_DATA" in out and "--data" in out
+
+
+@pytest.fixture
+def split_file(toy_dataset, tmp_path):
+    path = tmp_path / "split.json"
+    assert invoke("protocol", "--data", toy_dataset, "--forget", 2, "-o", path)[0] == 0
+    return path
+
+
+def test_split_with_one_identity_fails_before_anything_is_written(make_tree, tmp_path):
+    data, split = make_tree(tmp_path / "one", {"alice": 12}), tmp_path / "one.json"
+    assert invoke("protocol", "--data", data, "--forget", 1, "-o", split)[0] == 0
+    code, out = invoke("unlearn", "--model", "tiny", "--split", split, "-o", tmp_path / "run")
+    one_error_line(code, out, f"{split} cannot be unlearned", "0 identities with retain_train images",
+                   "0 identities with retain identities with held-out images")
+    assert not (tmp_path / "run").exists()
+
+
+def test_malformed_yaml_names_the_file_and_line(split_file, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("engine:\n  steps: 3\n  lr: [1e-4\n")
+    code, out = invoke("unlearn", "--model", "tiny", "--split", split_file, "--config", cfg, "-o", tmp_path / "run")
+    one_error_line(code, out, f"{cfg} is not valid YAML at line 4")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda b: b.pop("records"), "field 'records' is missing or not a list"),
+    (lambda b: b["records"][3].pop("identity"), "record 3 is malformed: 'identity' missing or of the wrong type"),
+    (lambda b: b["records"][0].update(role="teacher"), "record 0 is malformed: role 'teacher'"),
+    (lambda b: b.update(params=[1]), "field 'params' is missing or of the wrong type"),
+])
+def test_structurally_edited_split_is_named(split_file, tmp_path, edit, message):
+    body = json.loads(split_file.read_text())
+    edit(body)
+    split_file.write_text(json.dumps(body))
+    code, out = invoke("evaluate", "--model", "tiny", "--split", split_file, "-o", tmp_path / "eval")
+    one_error_line(code, out, f"{split_file}: {message}")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_gallery_row_missing_a_field_is_named_and_the_gallery_is_unchanged(toy_dataset, tmp_path):
+    gallery = tmp_path / "gallery"
+    assert invoke("index", "build", "--data", toy_dataset, "--model", "tiny", "-o", gallery)[0] == 0
+    meta_path = next(gallery.glob("v*/metadata.json"))
+    meta = json.loads(meta_path.read_text())
+    del meta["rows"][0]["path"]
+    meta_path.write_text(json.dumps(meta))
+    before = listing(gallery)
+    code, out = invoke("index", "delete", "--gallery", gallery, "alice")
+    one_error_line(code, out, f"{meta_path}: row 0 is malformed: 'path' missing or not str")
+    assert listing(gallery) == before and json.loads(meta_path.read_text()) == meta
+
+
+def test_model_files_checksums_shapes_and_pickles(split_file, tmp_path, make_tiny_model):
+    from faceforget.models.checkpoint import save_checkpoint
+
+    good = tmp_path / "good.pt"
+    save_checkpoint(make_tiny_model(1), good, base="tiny")
+    assert invoke("evaluate", "--model", good, "--split", split_file)[0] == 0
+    (tmp_path / "good.pt.sha256").unlink()
+    code, out = invoke("evaluate", "--model", good, "--split", split_file, "-o", tmp_path / "eval")
+    one_error_line(code, out, f"{good} has no checksum file good.pt.sha256", "--no-verify")
+    assert not (tmp_path / "eval").exists()
+    assert invoke("evaluate", "--model", good, "--split", split_file, "--no-verify")[0] == 0
+
+    wide = make_tiny_model()
+    wide.blocks.head.fc = torch.nn.Linear(16, 4, bias=False)
+    save_checkpoint(wide, tmp_path / "wide.pt", base="tiny")
+    code, out = invoke("evaluate", "--model", tmp_path / "wide.pt", "--split", split_file)
+    one_error_line(code, out, "wide.pt: weights do not fit base model 'tiny'; shapes differ: ",
+                   "fc.weight (4, 16) (base has (8, 16))")
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    code, out = invoke("index", "build", "--data", tmp_path, "--model", tmp_path / "notes.txt", "--no-verify",
+                       "-o", tmp_path / "g")
+    one_error_line(code, out, "notes.txt is not a faceforget/torch weights file: it is not a file torch.save writes")
+    torch.save({"format": "faceforget-model-v1", "obj": ValueError("pickled")}, tmp_path / "code.pt")
+    code, out = invoke("evaluate", "--model", tmp_path / "code.pt", "--split", split_file, "--no-verify")
+    one_error_line(code, out, "code.pt is not a faceforget/torch weights file: it holds objects other than tensors")
+    assert "weights_only" not in out and not (tmp_path / "g").exists()

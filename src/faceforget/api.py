@@ -1,6 +1,7 @@
 """The Python API behind the CLI: protocol, evaluate, unlearn (each stage composed from the packages)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,20 +16,21 @@ from faceforget.data.split import load_split
 from faceforget.data.split import make_split as _make_split
 from faceforget.eval.embed import embed_paths, embed_records, record_paths
 from faceforget.eval.protocol import evaluate_embeddings
-from faceforget.fileio import write_json_atomic
+from faceforget.fileio import sha256_file, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint
 from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder
 from faceforget.unlearn.registry import get_method
-from faceforget.workspace import prepare, run_in_workspace
+from faceforget.workspace import cell_signature, prepare, run_in_workspace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from faceforget.eval.audits import AuditInputs
     from faceforget.eval.embed import Embedded
-    from faceforget.index.gallery import Gallery, Hit
+    from faceforget.index.gallery import Gallery
+    from faceforget.index.query_quality import QueryResult
 
 
 def make_split(data: str | Path, *, forget: int | None = None, forget_list: list[str] | None = None,
@@ -52,8 +54,13 @@ def _as_manifest(split: str | Path | SplitManifest, data: str | Path | None, pro
     return load_split(split, data_root=data, progress=progress)
 
 
-def _as_model(model: str | FaceModel) -> FaceModel:
-    return model if isinstance(model, FaceModel) else load_model(str(model))
+def _as_model(model: str | FaceModel, verify: bool = True) -> FaceModel:
+    return model if isinstance(model, FaceModel) else load_model(str(model), verify=verify)
+
+
+def _file_sha256(model: str | FaceModel) -> str | None:
+    """sha256 of a model given as a file (None for a registered name or an in-memory model)."""
+    return sha256_file(model) if not isinstance(model, FaceModel) and Path(model).is_file() else None
 
 
 def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, capture_at: int = 0,
@@ -64,14 +71,16 @@ def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, 
 
 
 def evaluate(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
-             cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+             cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True,
+             verify: bool = True) -> dict:
     """Embed every image of the split with `model` and compute the protocol's metrics (JSON-ready dict)."""
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
-    face_model = _as_model(model)
+    face_model = _as_model(model, verify)
     emb = _embed_manifest(face_model, manifest, cfg, progress=progress).embeddings
     result = {"model": str(model) if not isinstance(model, FaceModel) else face_model.name,
-              "split_hash": manifest.hash, "metrics": evaluate_embeddings(emb, manifest, cfg)}
+              "model_sha256": _file_sha256(model), "split_hash": manifest.hash,
+              "metrics": evaluate_embeddings(emb, manifest, cfg)}
     if out is not None:
         write_json_atomic(out, result)
     return result
@@ -101,20 +110,23 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
-            out: str | Path, progress: bool = True) -> UnlearnResult:
+            out: str | Path, progress: bool = True, overwrite: bool = False, verify: bool = True) -> UnlearnResult:
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
-    split and model are the same (checkpoints every `engine.checkpoint_every` steps).
+    split and model are the same (checkpoints every `engine.checkpoint_every` steps). A folder holding a
+    finished run, or another job's unfinished one, is refused unless `overwrite` (checked before embedding).
     """
     cfg = resolve_config(config, method)
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
-    original = _as_model(model)
+    original = _as_model(model, verify)
     spec = str(model) if not isinstance(model, FaceModel) else original.name
-    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress)
-    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress)
+    RunFolder(Path(out)).check_reuse(cell_signature(cfg, manifest, spec, original)[0], overwrite)
+    source = str(split) if not isinstance(split, SplitManifest) else "the split"
+    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress, source=source)
+    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, overwrite=overwrite)
     return UnlearnResult(run, unlearned, metrics)
 
 
@@ -136,33 +148,39 @@ def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInput
 
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
           original: str | FaceModel = "dlib", run: str | Path | None = None, seed: int = 0,
-          cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+          cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True,
+          verify: bool = True) -> dict:
     """
     Attack the forgetting (re-enrolment, linear probe, threshold, membership inference), before/after.
 
     With `run` (a run folder from `unlearn`), its stored embeddings of both models are audited and
-    nothing is re-embedded; otherwise both models embed the split's images.
+    nothing is re-embedded; otherwise both models embed the split's images. The result records the
+    unlearned model's sha256 (None for an in-memory model), which `report` checks.
     """
     from faceforget.eval.audits import run_audits
     from faceforget.report.tables import audit_summary
 
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
-    if run is not None:
-        folder = RunFolder(Path(run))
-        if folder.read_metrics()["split_hash"] != manifest.hash:
-            raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
-        before = np.load(folder.root / "embeddings_original.npy", allow_pickle=False)
-        after = np.load(folder.root / "embeddings_unlearned.npy", allow_pickle=False)
-    else:
-        if unlearned is None:
-            raise ValueError("give the unlearned model or a run folder")
-        before = _embed_manifest(_as_model(original), manifest, cfg, progress=progress).embeddings
-        after = _embed_manifest(_as_model(unlearned), manifest, cfg, progress=progress).embeddings
-    table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
-    result = {"split_hash": manifest.hash, "seed": seed, "audits": table}
-    if out is not None:
-        write_json_atomic(out, result)
+    folder = None if run is None else RunFolder(Path(run))
+    with folder.writing() if folder is not None else contextlib.nullcontext():  # no unlearn may replace it meanwhile
+        if folder is not None:
+            metrics = folder.read_metrics()
+            if metrics.get("split_hash") != manifest.hash:
+                raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
+            model_sha256 = folder.check_model(metrics, folder.metrics)
+            before = np.load(folder.embeddings_original, allow_pickle=False)
+            after = np.load(folder.embeddings_unlearned, allow_pickle=False)
+        else:
+            if unlearned is None:
+                raise ValueError("give the unlearned model or a run folder")
+            model_sha256 = _file_sha256(unlearned)
+            before = _embed_manifest(_as_model(original, verify), manifest, cfg, progress=progress).embeddings
+            after = _embed_manifest(_as_model(unlearned, verify), manifest, cfg, progress=progress).embeddings
+        table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
+        result = {"split_hash": manifest.hash, "seed": seed, "model_sha256": model_sha256, "audits": table}
+        if out is not None:
+            write_json_atomic(out, result)
     return result
 
 
@@ -172,13 +190,21 @@ def _embed_fn(model: FaceModel, batch_size: int = 64) -> "Callable[[list[Path]],
     return embed
 
 
+def _null_embeddings(model: FaceModel) -> np.ndarray:
+    """The model's embeddings of images without a face (`query_quality.null_images`): the non-face check."""
+    from faceforget.eval.embed import embed_pixels
+    from faceforget.index.query_quality import null_images
+
+    return embed_pixels(model, null_images(model.preprocess.input_size))
+
+
 def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
                 split: str | Path | None = None, roles: tuple[str, ...] = ("forget_test", "retain_test", "distractor"),
-                kind: str = "auto", batch_size: int = 64, progress: bool = True) -> "Gallery":
+                kind: str = "auto", batch_size: int = 64, progress: bool = True, verify: bool = True) -> "Gallery":
     """Build and save a FAISS gallery of a folder/CSV dataset, or of the split's `roles` when `split` is given."""
     from faceforget.index.gallery import Gallery
 
-    face_model = _as_model(model)
+    face_model = _as_model(model, verify)
     if split is not None:
         manifest = _as_manifest(split, data, progress)
         records = manifest.by_role(*roles)
@@ -191,7 +217,8 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
     emb = embed_paths(face_model, paths, batch_size=batch_size, progress=progress,
                       description=f"indexing {len(paths)} images").embeddings
     rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records, strict=True)]
-    gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind)
+    gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind,
+                            null_embeddings=_null_embeddings(face_model))
     gallery.save(out)
     return gallery
 
@@ -203,49 +230,62 @@ class _Labelled:
 
 
 def index_search(gallery_dir: str | Path, model: str | FaceModel, queries: list[str | Path], *, k: int = 5,
-                 progress: bool = False) -> list[list["Hit"]]:
-    """Top-k gallery hits for each query image; the model must be the one the gallery was built with."""
-    from faceforget.index.gallery import Gallery
+                 progress: bool = False, verify: bool = True) -> list["QueryResult"]:
+    """
+    Top-k gallery hits for each query image, with a flag when the query is probably not a face.
 
-    face_model = _as_model(model)
+    The model must be the one the gallery was built with. The flag combines the gallery's non-face score
+    (`index/query_quality.py`) and, when dlib is installed, dlib's face detector.
+    """
+    from faceforget.data.face_detect import has_face
+    from faceforget.index.gallery import Gallery
+    from faceforget.index.query_quality import QueryQuality, QueryResult
+
+    face_model = _as_model(model, verify)
     gallery = Gallery.load(gallery_dir, model_fingerprint=model_fingerprint(face_model))
-    emb = embed_paths(face_model, [Path(q) for q in queries], progress=progress).embeddings
-    return gallery.search(emb, k)
+    paths = [Path(q) for q in queries]
+    emb = embed_paths(face_model, paths, progress=progress).embeddings
+    scores = gallery.nonface_scores(emb)
+    threshold = None if gallery.nonface is None else gallery.nonface.threshold
+    return [QueryResult(str(p), hits, QueryQuality(None if scores is None else float(scores[i]), threshold,
+                                                    has_face(p)))
+            for i, (p, hits) in enumerate(zip(paths, gallery.search(emb, k), strict=True))]
 
 
 def index_delete(gallery_dir: str | Path, identities: list[str]) -> int:
-    """Remove every row of the named identities and save; returns the number of rows removed."""
-    from faceforget.index.gallery import Gallery
+    """Remove every row of the named identities and save (locked: no concurrent change is lost); rows removed."""
+    from faceforget.index.gallery import delete_saved
 
-    gallery = Gallery.load(gallery_dir)
-    removed = gallery.delete_identities(identities)
-    gallery.save(gallery_dir)
-    return removed
+    return delete_saved(gallery_dir, identities)
 
 
-def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: bool = True) -> "Gallery":
-    """Re-embed every gallery image with `model`; the swap is atomic (a crash leaves the old gallery)."""
+def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: bool = True,
+                  verify: bool = True) -> "Gallery":
+    """Re-embed every gallery image with `model`; atomic swap that keeps deletes made meanwhile."""
     from faceforget.index.rebuild import rebuild
 
-    face_model = _as_model(model)
+    face_model = _as_model(model, verify)
     return rebuild(gallery_dir, _embed_fn(face_model), model_fingerprint=model_fingerprint(face_model),
-                   progress=progress)
+                   progress=progress, null_embeddings=_null_embeddings(face_model))
 
 
 def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Path | None = None,
            out: str | Path | None = None, points: list[dict] | None = None, progress: bool = True) -> dict:
-    """Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one)."""
-    import json
+    """
+    Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one).
 
+    Refused when metrics.json or audits.json were made from another model than the folder's model.pt.
+    """
     from faceforget.report.html import write_report
     from faceforget.report.inputs import ReportInputs
 
     manifest = _as_manifest(split, data, progress)
     folder = RunFolder(Path(run))
-    audits_path = folder.root / "audits.json"
-    audits = json.loads(audits_path.read_text())["audits"] if audits_path.is_file() else None
-    inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=audits, points=points or ())
-    return write_report(inputs, out or folder.root)
+    with folder.writing():
+        model_sha256 = folder.check_model(folder.read_metrics(), folder.metrics)
+        audits = folder.read_audits(model_sha256) if folder.audits.is_file() else None
+        inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=audits, points=points or ())
+        return write_report(inputs, out or folder.root)
 
 
 def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
@@ -275,7 +315,7 @@ def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: 
 
 def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: int = 10, seed: int = 0,
          config: UnlearnConfig | dict | str | Path | None = None, download: bool = False,
-         progress: bool = True) -> dict:
+         progress: bool = True, overwrite: bool = False) -> dict:
     """
     The whole job on LFW: protocol -> evaluate -> unlearn (dispersion) -> audit -> gallery rebuild -> report.
 
@@ -287,16 +327,14 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
 
     root = locate_lfw(data, download=download)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = make_split(root / "dlib150", forget=forget, seed=seed, distractors=root / "distractors_dlib150",
                           out=out / "split.json", progress=progress)
     cfg = resolve_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
-    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress)
-    audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.root / "audits.json",
-                   progress=progress)
-    before = np.load(result.run.root / "embeddings_original.npy")
-    after = np.load(result.run.root / "embeddings_unlearned.npy")
+    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress, overwrite=overwrite)
+    audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.audits, progress=progress)
+    before = np.load(result.run.embeddings_original)
+    after = np.load(result.run.embeddings_unlearned)
     roles = ("forget_test", "retain_test", "distractor")
     idx = [i for i, r in enumerate(manifest.records) if r.role in roles]
     rows = [_Labelled(str(p), r.identity) for p, r in zip(

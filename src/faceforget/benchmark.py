@@ -144,7 +144,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
                 if ws is None:
                     earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(original))
                     ws = prepare(original, cfg.model, manifest, earliest, cfg.eval, progress)
-                run_in_workspace(ws, cells[name], run.root, progress)
+                run_in_workspace(ws, cells[name], run.root, progress, overwrite=True)  # stale or unfinished
             results.append(run.read_metrics() | {"row": name})
         original = ws.metrics if ws is not None else results[-1]["original"]
         results += _reference_rows(original, seed, manifest.hash)
@@ -175,9 +175,9 @@ def _histograms(results: list[dict], out: Path) -> None:
     labels = np.array([r.identity for r in manifest.records])[test]
     forget = np.array([r.role == "forget_test" for r in manifest.records])[test]
     for r in results:
-        run = out / f"seed{seed}" / r["row"]
-        if r["seed"] != seed or not (run / "embeddings_unlearned.npy").is_file():
+        run = RunFolder(out / f"seed{seed}" / r["row"])
+        if r["seed"] != seed or not run.embeddings_unlearned.is_file():
             continue
-        before = np.load(run / "embeddings_original.npy")[test]
-        after = np.load(run / "embeddings_unlearned.npy")[test]
+        before = np.load(run.embeddings_original)[test]
+        after = np.load(run.embeddings_unlearned)[test]
         save_figure(similarity_histograms(before, after, labels, forget, seed=seed), out / f"hist_{r['row']}.png")

@@ -22,6 +22,9 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(code=2) from None
 
 
+NO_VERIFY = typer.Option(False, "--no-verify", help="load a model.pt that has no .sha256 checksum file (unchecked)")
+
+
 def _read_names(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"forget list not found: {path}")
@@ -64,6 +67,7 @@ def evaluate(
     split: Path = typer.Option(..., help="split.json from `faceforget protocol`"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder for metrics.json and metrics.md"),
     config: Optional[Path] = typer.Option(None, help="YAML with an `eval:` section"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Retrieval metrics (R@k, mAP, mAP@R, CS, TAR@FAR) for forget / retain, held-out and seen."""
     from faceforget import api
@@ -71,7 +75,7 @@ def evaluate(
 
     with _errors():
         cfg = api.resolve_config(config, None).eval
-        result = api.evaluate(model, data, split, cfg=cfg,
+        result = api.evaluate(model, data, split, cfg=cfg, verify=not no_verify,
                               out=None if output is None else output / "metrics.json")
     table = metrics_markdown({"model": result["metrics"]})
     if output is not None:
@@ -89,13 +93,17 @@ def unlearn(
     method: Optional[str] = typer.Option(None, help="unlearning method (default: the config's, dispersion)"),
     config: Optional[Path] = typer.Option(None, help="YAML: method, params, engine, eval"),
     output: Path = typer.Option(..., "-o", "--output", help="run folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run (or another config's "
+                                   "unfinished one) in the run folder"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Unlearn the split's forget identities; write the model, config snapshot and before/after metrics."""
     from faceforget import api
     from faceforget.report.tables import metrics_markdown
 
     with _errors():
-        result = api.unlearn(model, data, split, method=method, config=config, out=output)
+        result = api.unlearn(model, data, split, method=method, config=config, out=output, overwrite=overwrite,
+                             verify=not no_verify)
     m = result.metrics
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     s, t = m["summary"], m["timings"]
@@ -112,13 +120,15 @@ def audit(
     data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="audits.json"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Attack the forgetting: re-enrolment, linear probe, threshold, membership inference (before/after)."""
     from faceforget import api
     from faceforget.report.tables import audit_rows, markdown_table
 
     with _errors():
-        result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output)
+        result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output,
+                           verify=not no_verify)
     typer.echo(markdown_table(*audit_rows(result["audits"])))
 
 
@@ -133,12 +143,13 @@ def index_build(
     model: str = typer.Option("dlib"),
     split: Optional[Path] = typer.Option(None, help="index the split's held-out + distractor images"),
     kind: str = typer.Option("auto", help="flat | ivf | auto (IVF above 100k rows)"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Embed a dataset and save it as a searchable gallery."""
     from faceforget import api
 
     with _errors():
-        gallery = api.index_build(model, data, output, split=split, kind=kind)
+        gallery = api.index_build(model, data, output, split=split, kind=kind, verify=not no_verify)
     typer.echo(f"gallery {output}: {len(gallery)} rows, {len(gallery.identities)} identities, kind {gallery.kind}")
 
 
@@ -148,15 +159,18 @@ def index_search(
     images: list[Path] = typer.Argument(..., help="query images"),
     model: str = typer.Option("dlib", help="the model the gallery was built with"),
     k: int = typer.Option(5),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
-    """Top-k identities for each query image."""
+    """Top-k identities for each query image; a query that is probably not a face is flagged."""
     from faceforget import api
 
     with _errors():
-        hits = api.index_search(gallery, model, list(images), k=k)
-    for image, row in zip(images, hits, strict=True):
-        typer.echo(f"{image}:")
-        for rank, hit in enumerate(row, 1):
+        results = api.index_search(gallery, model, list(images), k=k, verify=not no_verify)
+    for result in results:
+        typer.echo(f"{result.query}:")
+        if (warning := result.quality.warning()) is not None:
+            typer.secho(f"  warning: {warning}", fg=typer.colors.YELLOW)
+        for rank, hit in enumerate(result.hits, 1):
             typer.echo(f"  {rank}. {hit.identity}  cos={hit.score:.3f}  {hit.path}")
 
 
@@ -177,12 +191,13 @@ def index_delete(
 def index_rebuild(
     gallery: Path = typer.Option(..., help="gallery folder"),
     model: str = typer.Option(..., help="the new (unlearned) model.pt"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Re-embed the whole gallery with a new model; atomic swap, the old gallery survives a crash."""
     from faceforget import api
 
     with _errors():
-        new = api.index_rebuild(gallery, model)
+        new = api.index_rebuild(gallery, model, verify=not no_verify)
     typer.echo(f"rebuilt {gallery}: {len(new)} rows with model {new.model_fingerprint}")
 
 
@@ -224,13 +239,15 @@ def demo(
     seed: int = typer.Option(0),
     config: Optional[Path] = typer.Option(None, help="YAML overriding the dispersion defaults"),
     download: bool = typer.Option(False, "--download", help="download and prepare LFW if it is not found"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished demo run in the output folder"),
 ) -> None:
     """The whole job on LFW (research use only): protocol, unlearn, evaluate, audit, rebuild gallery, report."""
     from faceforget import api
     from faceforget.report.tables import audit_rows, markdown_table, metrics_markdown
 
     with _errors():
-        result = api.demo(data, output, forget=forget, seed=seed, config=config, download=download)
+        result = api.demo(data, output, forget=forget, seed=seed, config=config, download=download,
+                          overwrite=overwrite)
     m = result["metrics"]
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     typer.echo(markdown_table(*audit_rows(result["audits"])))

@@ -18,14 +18,28 @@ from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.embed import embed_from_prefix, embed_records, load_pixels, record_paths
 from faceforget.eval.protocol import evaluate_embeddings, summary_scores
-from faceforget.fileio import write_json_atomic
+from faceforget.fileio import save_npy_atomic, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint, save_checkpoint
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder, job_signature, write_config_snapshot
-from faceforget.unlearn.engine import UnlearnData, build_banks, run_engine
-from faceforget.unlearn.method import ViewBank
+from faceforget.unlearn.engine import EngineResult, UnlearnData, build_banks, run_engine
+from faceforget.unlearn.method import UnlearningMethod, ViewBank
 from faceforget.unlearn.registry import get_method
 from faceforget.unlearn.trainable import first_trainable_block
+
+
+def check_split(manifest: SplitManifest, source: str = "the split") -> None:
+    """Refuse, before anything is embedded or written, a split the protocol cannot unlearn and evaluate."""
+    def ids(*roles: str) -> int:
+        return len({r.identity for r in manifest.by_role(*roles)})
+
+    needs = {"forget_train images": (ids("forget_train"), 1), "forget_test images": (ids("forget_test"), 1),
+             "retain_train images": (ids("retain_train"), 1),
+             "retain identities with held-out images (retain metrics need impostor pairs)": (ids("retain_test"), 2)}
+    short = [f"{have} identities with {what} (need >= {need})" for what, (have, need) in needs.items() if have < need]
+    if short:
+        raise DataError(f"{source} cannot be unlearned: it has " + "; ".join(short) + ". Make the split from a "
+                        "dataset with more identities, or forget fewer of them")
 
 
 def unlearn_data(manifest: SplitManifest, size: tuple[int, int]) -> UnlearnData:
@@ -76,7 +90,7 @@ class Workspace:
             with torch.no_grad():
                 h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
         return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
-                         self.metrics, self.eval_cfg, self.embed_s)
+                         self.metrics, self.eval_cfg, self.embed_s, self._banks)  # banks are keyed by start
 
     def _advance(self, x: torch.Tensor, start: int) -> torch.Tensor:
         for block in list(self.original.blocks)[self.start:start]:
@@ -93,8 +107,9 @@ class Workspace:
 
 
 def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
-            eval_cfg: EvalConfig, progress: bool = True) -> Workspace:
+            eval_cfg: EvalConfig, progress: bool = True, source: str = "the split") -> Workspace:
     """Embed every split image with the original model, keeping the activations where training starts."""
+    check_split(manifest, source)
     t0 = time.perf_counter()
     start = first_trainable_block(original, trainable)
     emb = embed_records(original, list(manifest.records), manifest.data_root, manifest.distractor_root,
@@ -122,45 +137,65 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
     return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
 
 
-def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True) -> tuple[
-        RunFolder, FaceModel, dict]:
+def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True,
+                     overwrite: bool = False) -> tuple[RunFolder, FaceModel, dict]:
     """
     Unlearn with `cfg` in `ws`, evaluate before/after, write the run folder; returns (run, model, metrics).
 
     A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
+    A finished run folder is replaced only with `overwrite` (`RunFolder.session`).
     """
     method = get_method(cfg.method, cfg.params)
     ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
     signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
-    run = RunFolder(Path(out))
-    write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
-    t0 = time.perf_counter()
-    banks = ws.banks(cfg.engine, progress)
-    result = run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
-                        signature=signature, progress=progress, banks=banks)
-    t_train = time.perf_counter()
-    save_checkpoint(result.model, run.model, base=ws.original.name,
-                    extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
-    after = _embed_unlearned(ws, result.model, progress)
-    metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg)
-    t_end = time.perf_counter()
-    timings = {"embed_original_s": ws.embed_s, **result.timings, "unlearn_wall_s": t_train - t0,
-               "evaluate_s": t_end - t_train}
-    metrics = {"method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
-               "seed": cfg.engine.seed, "original": ws.metrics, "unlearned": metrics_after,
-               "summary": summary_scores(ws.metrics, metrics_after), "timings": timings,
-               "method_state": _plain(result.method_state)}
-    write_json_atomic(run.history, result.history)
-    np.save(run.root / "embeddings_unlearned.npy", after)
-    np.save(run.root / "embeddings_original.npy", ws.embeddings)
-    write_json_atomic(run.metrics, metrics)
-    if run.checkpoint.is_file():
-        run.checkpoint.unlink()
+    with RunFolder(Path(out)).session(signature, overwrite) as run:
+        write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
+        t0 = time.perf_counter()
+        result = _train(ws, method, cfg, run, signature, progress)
+        t_train = time.perf_counter()
+        model_sha256 = _save_model(ws, cfg, run, result, signature)
+        after, metrics = _evaluate(ws, cfg, result, signature, model_sha256, progress)
+        metrics["timings"] |= {"unlearn_wall_s": t_train - t0, "evaluate_s": time.perf_counter() - t_train}
+        _write_outputs(ws, run, result, after, metrics)
     return run, result.model, metrics
 
 
-def _plain(state: dict) -> dict:
-    """The JSON-friendly values a method logged: scalars and dicts of scalars (tensors are left out)."""
+def _train(ws: Workspace, method: UnlearningMethod, cfg: UnlearnConfig, run: RunFolder, signature: str,
+           progress: bool) -> EngineResult:
+    """The engine run, resuming from the run folder's checkpoint of the same job."""
+    return run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
+                      signature=signature, progress=progress, banks=ws.banks(cfg.engine, progress))
+
+
+def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: EngineResult, signature: str) -> str:
+    """Write model.pt (+ sha256 sidecar); returns its sha256."""
+    return save_checkpoint(result.model, run.model, base=ws.original.name,
+                           extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
+
+
+def _evaluate(ws: Workspace, cfg: UnlearnConfig, result: EngineResult, signature: str, model_sha256: str,
+              progress: bool) -> tuple[np.ndarray, dict]:
+    """The unlearned model's embeddings of the split and the metrics dict (metrics.json)."""
+    after = _embed_unlearned(ws, result.model, progress)
+    metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg)
+    return after, {"method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
+                   "model_sha256": model_sha256, "seed": cfg.engine.seed, "original": ws.metrics,
+                   "unlearned": metrics_after, "summary": summary_scores(ws.metrics, metrics_after),
+                   "timings": {"embed_original_s": ws.embed_s, **result.timings},
+                   "method_state": _logged_scalars(result.method_state)}
+
+
+def _write_outputs(ws: Workspace, run: RunFolder, result: EngineResult, after: np.ndarray, metrics: dict) -> None:
+    """History, both embeddings, then metrics.json (which marks the run finished); the checkpoint goes."""
+    write_json_atomic(run.history, result.history)
+    save_npy_atomic(run.embeddings_unlearned, after)
+    save_npy_atomic(run.embeddings_original, ws.embeddings)
+    write_json_atomic(run.metrics, metrics)
+    run.checkpoint.unlink(missing_ok=True)
+
+
+def _logged_scalars(state: dict) -> dict:
+    """The values a method logged that belong in metrics.json: scalars and dicts of scalars (not tensors)."""
     def scalar(v: object) -> bool:
         return isinstance(v, (int, float, str, bool))
 
