@@ -2,7 +2,7 @@
 Crash-safe, owner-only file output, checksums, strict JSON and safe weight loading.
 
 Every file faceforget writes may hold face data or templates, so files are created 0600 and the folders
-it creates 0700, whatever the umask (docs/run-folder.md).
+it creates 0700, whatever the umask (docs/safety.md).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
-import torch
 
 PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
 TEMP_SUFFIX = ".tmp"
@@ -42,9 +41,9 @@ def json_ready(obj: Any) -> Any:
     """Plain JSON data: numpy and 0-d torch values to Python, NaN and inf to null, tuples and arrays to lists."""
     if isinstance(obj, Mapping):
         return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
+    if isinstance(obj, (list, tuple)) or (isinstance(obj, np.ndarray) and obj.ndim):
         return [json_ready(v) for v in obj]
-    if isinstance(obj, np.generic) or (isinstance(obj, torch.Tensor) and obj.ndim == 0):
+    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # numpy scalars, 0-d arrays and tensors
         obj = obj.item()
     return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
@@ -116,12 +115,16 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
 
 def save_state_atomic(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """`torch.save` a dict of tensors/plain data atomically."""
+    import torch  # here, so that gallery-only commands do not pay for importing torch
+
     with atomic_open(path, "wb") as f:
         torch.save(state, f)
 
 
 def load_state(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, Any]:
     """Load a torch checkpoint without unpickling code (`weights_only=True`), optionally checksum-verified."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")

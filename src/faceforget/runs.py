@@ -84,9 +84,29 @@ class RunFolder:
         return self.root / "audits.json"
 
     @property
+    def report_html(self) -> Path:
+        """The self-contained HTML report (`report/html.py`)."""
+        return self.root / "report.html"
+
+    @property
+    def report_md(self) -> Path:
+        """The Markdown report."""
+        return self.root / "report.md"
+
+    @property
+    def report_json(self) -> Path:
+        """The report's data, with the model's sha256 in run.model_sha256."""
+        return self.root / "report.json"
+
+    @property
+    def figures(self) -> Path:
+        """The report's figures, one PNG each."""
+        return self.root / "figures"
+
+    @property
     def report_files(self) -> tuple[Path, ...]:
-        """What `faceforget report` writes when its output is the run folder."""
-        return tuple(self.root / f"report.{ext}" for ext in ("html", "md", "json")) + (self.root / "figures",)
+        """What `faceforget report` writes (into the run folder unless told otherwise)."""
+        return self.report_html, self.report_md, self.report_json, self.figures
 
     def derived(self) -> tuple[Path, ...]:
         """Every output of a run and of the stages after it, i.e. all that depends on one model."""

@@ -221,6 +221,18 @@ def test_crash_while_saving_keeps_previous_version(toy_embeddings, tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["CURRENT", "v000003"]
 
 
+def test_leftovers_of_a_killed_save_go_at_the_next_save(toy_embeddings, tmp_path):
+    x, records = toy_embeddings(22)
+    g = Gallery.build(x, records, model_fingerprint="m")
+    g.save(tmp_path)
+    (tmp_path / ".CURRENT.k3j_x9.tmp").write_text("v000002\n")  # killed while switching CURRENT
+    (tmp_path / "v000002").mkdir()  # and while writing its version
+    (tmp_path / "v000002" / ".index.faiss.a1b2.tmp").write_bytes(b"half")
+    assert Gallery.load(tmp_path).rows == g.rows  # readers never see them
+    assert g.save(tmp_path).name == "v000003"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["CURRENT", "v000003"]
+
+
 @pytest.mark.parametrize("bad", [
     {"kind": "hnsw"}, {"model_fingerprint": ""}, {"nprobe": 0}, {"ids": [0] * 160},
     {"embeddings": np.zeros((160, 16))}, {"embeddings": np.full((160, 16), np.nan)},

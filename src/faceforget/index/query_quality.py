@@ -7,9 +7,9 @@ What does tell: the model answers every image without a face (flat colours, nois
 embedding. `NonFaceCheck` stores that *null direction* (the unit mean embedding of `null_images`, made
 when the gallery is built with the model) and the cosine of the gallery's own rows to it. A query whose
 cosine to the null direction is above `threshold` (midway between the gallery faces' 99.9th percentile
-and the lowest null image, when those are apart) is flagged. On LFW with dlib (docs/index.md): unseen
-real faces 0.83-0.93, black/white/noise/gradients/blocks/shuffled pixels 0.94-0.99, threshold 0.937.
-Rows of deleted people leave the calibration too (`refit`).
+and the lowest null image, when those are apart) is flagged. On LFW with dlib (docs/safety.md,
+`benchmarks/nonface_check.py`): unseen people's chips 0.83-0.93, flat colours, noise, gradients, colour
+blocks and shuffled pixels 0.935-0.985, threshold 0.936. Deleted rows leave the calibration (`refit`).
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from faceforget.fileio import atomic_open, write_json_atomic, write_text_atomic
 from faceforget.report.inputs import FIGURE_CAPTIONS, ReportInputs, report_data
 from faceforget.report.markdown import render_markdown
 from faceforget.report.tables import Table, report_tables
+from faceforget.runs import RunFolder
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
@@ -137,15 +138,15 @@ def write_report(inputs: ReportInputs, out_dir: str | os.PathLike, seed: int = 0
 
     Everything is rendered before the first write, and each file is replaced atomically.
     """
-    out = Path(out_dir)
+    out = RunFolder(Path(out_dir))  # the run folder's file names, wherever the report goes
     run = report_data(inputs, seed=seed)
-    paths = {name: f"figures/{name}.png" for name in run["figures"]}
+    paths = {name: f"{out.figures.name}/{name}.png" for name in run["figures"]}
     body = {**run, "figures": paths}  # write_json_atomic makes it strict JSON (NaN -> null)
     markdown, page = render_markdown(run), render_report(run)
     for name, png in run["figures"].items():
-        with atomic_open(out / paths[name], "wb") as f:
+        with atomic_open(out.root / paths[name], "wb") as f:
             f.write(png)
-    write_json_atomic(out / "report.json", body)
-    write_text_atomic(out / "report.md", markdown)
-    write_text_atomic(out / "report.html", page)
+    write_json_atomic(out.report_json, body)
+    write_text_atomic(out.report_md, markdown)
+    write_text_atomic(out.report_html, page)
     return run
