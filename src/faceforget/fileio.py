@@ -134,7 +134,7 @@ def load_state(path: str | os.PathLike, expected_sha256: str | None = None) -> d
             raise ValueError(f"checksum mismatch for {path}: expected {expected_sha256}, got {actual}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch's text may suggest weights_only=False; never pass it on
+    except Exception as exc:  # noqa: BLE001 - torch's own text advises unsafe loading; never pass it on
         if not zipfile.is_zipfile(path):
             why = "it is not a file torch.save writes"
         elif "weights_only" in str(exc):
