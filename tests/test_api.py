@@ -29,7 +29,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
     run = result.run
     assert run.is_complete() and not run.checkpoint.exists()
     metrics = json.loads(run.metrics.read_text())
-    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen"}
+    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen", "lookalike"}
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
     config = json.loads(run.config.read_text())
@@ -40,7 +40,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
 
 UNLEARN_STAGES = ["load_split", "load_model", "embed_original", "load_train_images", "evaluate_original",
                   "cache_views", "method_setup", "train", "finalize", "save_model", "embed_unlearned",
-                  "evaluate_unlearned", "write_outputs"]
+                  "evaluate_unlearned", "audits", "write_outputs"]
 
 
 def test_unlearn_timings_are_each_stage_once_summing_to_the_total(split, tmp_path, make_tiny_model):
@@ -79,7 +79,8 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):
     original = json.loads(run.metrics.read_text())["original"]
     assert result["metrics"]["forget"]["mAP"] == pytest.approx(original["forget"]["mAP"], abs=1e-6)
     audits = api.audit(None, None, split, run=run.root, out=run.root / "audits.json", progress=False)
-    assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia"}
+    assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia", "probe_penultimate", "probe_suffix_input"}
+    assert audits == json.loads((run.root / "audits.json").read_text())  # the run audited itself the same way
     report = api.report(run.root, split, progress=False)
     html = (run.root / "report.html").read_text()
     assert report["summary"]["U"] == json.loads(run.metrics.read_text())["summary"]["U"]

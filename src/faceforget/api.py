@@ -278,8 +278,8 @@ def verdict(run: str | Path | None, *, audits: dict | None = None,
     """
     The acceptance checks (docs/report.md) of a run folder's metrics, held to the bars its config recorded.
 
-    `audits` (`audit`'s table) and `gallery` (the gallery check) are what was measured besides; without
-    them, and without a run, those checks are "not measured".
+    `audits` (`audit`'s table; default: the run's own audits.json) and `gallery` (the gallery check) are what
+    was measured besides; without them those checks are "not measured".
     """
     from faceforget.config import VerdictConfig
     from faceforget.eval.verdict import judge, thresholds_of
@@ -290,6 +290,7 @@ def verdict(run: str | Path | None, *, audits: dict | None = None,
         metrics = folder.read_metrics()
         if folder.config.is_file():
             thresholds = thresholds_of(json.loads(folder.config.read_text()))
+        audits = _read_audits(folder) if audits is None else audits
     return judge(metrics, audits, _gallery_check_dict(gallery), thresholds)
 
 
