@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from faceforget.models.checkpoint import model_fingerprint
 from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder
+from faceforget.timings import Stopwatch
 from faceforget.unlearn.registry import get_method
 from faceforget.workspace import cell_signature, prepare, run_in_workspace
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
     from faceforget.eval.audits import AuditInputs
     from faceforget.eval.embed import Embedded
+    from faceforget.eval.verdict import Verdict
     from faceforget.index.gallery import Gallery
     from faceforget.index.query_quality import QueryResult
 
@@ -61,6 +64,11 @@ def _as_model(model: str | FaceModel, verify: bool = True) -> FaceModel:
 def _file_sha256(model: str | FaceModel) -> str | None:
     """sha256 of a model given as a file (None for a registered name or an in-memory model)."""
     return sha256_file(model) if not isinstance(model, FaceModel) and Path(model).is_file() else None
+
+
+def _spec_of(model: str | FaceModel) -> str:
+    """How a model was asked for (registered name or model.pt path) as results record it."""
+    return model.name if isinstance(model, FaceModel) else str(model)
 
 
 def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, capture_at: int = 0,
@@ -110,40 +118,37 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
-            out: str | Path, progress: bool = True, overwrite: bool = False, verify: bool = True) -> UnlearnResult:
+            out: str | Path, progress: bool = True, watch: Stopwatch | None = None, overwrite: bool = False,
+            verify: bool = True) -> UnlearnResult:
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
     split and model are the same (checkpoints every `engine.checkpoint_every` steps). A folder holding a
-    finished run, or another job's unfinished one, is refused unless `overwrite` (checked before embedding).
+    finished run, or another job's unfinished one, is refused unless `overwrite` (checked before embedding;
+    docs/safety.md). metrics.json's timings are the stages of this call, or of `watch` (a longer job's
+    stopwatch, e.g. the demo's).
     """
+    watch = Stopwatch() if watch is None else watch
     cfg = resolve_config(config, method)
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
+    watch.lap("load_split")
     original = _as_model(model, verify)
-    spec = str(model) if not isinstance(model, FaceModel) else original.name
-    RunFolder(Path(out)).check_reuse(cell_signature(cfg, manifest, spec, original)[0], overwrite)
+    watch.lap("load_model")
+    RunFolder(Path(out)).check_reuse(cell_signature(cfg, manifest, _spec_of(model), original)[0], overwrite)
     source = str(split) if not isinstance(split, SplitManifest) else "the split"
-    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress, source=source)
-    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, overwrite=overwrite)
+    ws = prepare(original, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch, source=source)
+    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, watch, overwrite=overwrite)
     return UnlearnResult(run, unlearned, metrics)
 
 
 def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInputs":
     """The audits' view of one model: embeddings (aligned with manifest.records) grouped by role."""
-    from faceforget.eval.audits import AuditInputs, EmbeddingSet
+    from faceforget.eval.audits import AuditInputs
 
-    roles = np.array([r.role for r in manifest.records])
-    labels = np.array([r.identity for r in manifest.records])
-    paths = np.array([r.path for r in manifest.records])
-
-    def role(name: str) -> EmbeddingSet:
-        sel = roles == name
-        return EmbeddingSet(embeddings[sel], labels[sel], tuple(paths[sel]))
-
-    distractors = role("distractor") if (roles == "distractor").any() else None
-    return AuditInputs(role("forget_train"), role("forget_test"), role("retain_test"), distractors)
+    return AuditInputs.from_records(embeddings, [r.role for r in manifest.records],
+                                    [r.identity for r in manifest.records], [r.path for r in manifest.records])
 
 
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
@@ -157,11 +162,11 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
     nothing is re-embedded; otherwise both models embed the split's images. The result records the
     unlearned model's sha256 (None for an in-memory model), which `report` checks.
     """
-    from faceforget.eval.audits import run_audits
-    from faceforget.report.tables import audit_summary
+    from faceforget.eval.audits import audit_embeddings
 
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
+    features: tuple[dict, dict] = ({}, {})
     folder = None if run is None else RunFolder(Path(run))
     with folder.writing() if folder is not None else contextlib.nullcontext():  # no unlearn may replace it meanwhile
         if folder is not None:
@@ -171,14 +176,17 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
             model_sha256 = folder.check_model(metrics, folder.metrics)
             before = np.load(folder.embeddings_original, allow_pickle=False)
             after = np.load(folder.embeddings_unlearned, allow_pickle=False)
+            for space in ("penultimate", "suffix_input"):
+                files = [folder.features(space, m) for m in ("original", "unlearned")]
+                if all(f.is_file() for f in files):
+                    features[0][space], features[1][space] = (np.load(f, allow_pickle=False) for f in files)
         else:
             if unlearned is None:
                 raise ValueError("give the unlearned model or a run folder")
             model_sha256 = _file_sha256(unlearned)
             before = _embed_manifest(_as_model(original, verify), manifest, cfg, progress=progress).embeddings
             after = _embed_manifest(_as_model(unlearned, verify), manifest, cfg, progress=progress).embeddings
-        table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
-        result = {"split_hash": manifest.hash, "seed": seed, "model_sha256": model_sha256, "audits": table}
+        result = audit_embeddings(manifest, before, after, seed, *features) | {"model_sha256": model_sha256}
         if out is not None:
             write_json_atomic(out, result)
     return result
@@ -218,7 +226,7 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
                       description=f"indexing {len(paths)} images").embeddings
     rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records, strict=True)]
     gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind,
-                            null_embeddings=_null_embeddings(face_model))
+                            model=_spec_of(model), null_embeddings=_null_embeddings(face_model))
     gallery.save(out)
     return gallery
 
@@ -235,7 +243,7 @@ def index_search(gallery_dir: str | Path, model: str | FaceModel, queries: list[
     Top-k gallery hits for each query image, with a flag when the query is probably not a face.
 
     The model must be the one the gallery was built with. The flag combines the gallery's non-face score
-    (`index/query_quality.py`) and, when dlib is installed, dlib's face detector.
+    (`index/query_quality.py`) and, when dlib is installed, dlib's face detector (docs/safety.md).
     """
     from faceforget.data.face_detect import has_face
     from faceforget.index.gallery import Gallery
@@ -266,14 +274,33 @@ def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: 
 
     face_model = _as_model(model, verify)
     return rebuild(gallery_dir, _embed_fn(face_model), model_fingerprint=model_fingerprint(face_model),
-                   progress=progress, null_embeddings=_null_embeddings(face_model))
+                   progress=progress, model=_spec_of(model), null_embeddings=_null_embeddings(face_model))
+
+
+def _read_audits(folder: RunFolder) -> dict | None:
+    """The run folder's audits.json table (refused if made from another model), or None when there is none."""
+    if not folder.audits.is_file():
+        return None
+    return folder.read_audits(folder.check_model(folder.read_metrics(), folder.metrics))
+
+
+def _gallery_check_dict(gallery: dict | str | Path | None) -> dict | None:
+    """A gallery check given as its dict or as the path of the gallery.json holding it."""
+    if gallery is None or isinstance(gallery, dict):
+        return gallery
+    path = Path(gallery)
+    if not path.is_file():
+        raise FileNotFoundError(f"gallery check not found: {path}")
+    return json.loads(path.read_text())
 
 
 def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Path | None = None,
-           out: str | Path | None = None, points: list[dict] | None = None, progress: bool = True) -> dict:
+           out: str | Path | None = None, points: list[dict] | None = None, progress: bool = True,
+           gallery: dict | str | Path | None = None) -> dict:
     """
     Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one).
 
+    `gallery`: the gallery check ({"before", "after"}, or the gallery.json `demo` writes) for the verdict.
     Refused when metrics.json or audits.json were made from another model than the folder's model.pt.
     """
     from faceforget.report.html import write_report
@@ -282,18 +309,40 @@ def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Pa
     manifest = _as_manifest(split, data, progress)
     folder = RunFolder(Path(run))
     with folder.writing():
-        model_sha256 = folder.check_model(folder.read_metrics(), folder.metrics)
-        audits = folder.read_audits(model_sha256) if folder.audits.is_file() else None
-        inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=audits, points=points or ())
+        folder.check_model(folder.read_metrics(), folder.metrics)
+        inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=_read_audits(folder),
+                                              points=points or (), gallery=_gallery_check_dict(gallery))
         return write_report(inputs, out or folder.root)
 
 
+def verdict(run: str | Path | None, *, audits: dict | None = None,
+            gallery: dict | str | Path | None = None) -> "Verdict":
+    """
+    The acceptance checks (docs/report.md) of a run folder's metrics, held to the bars its config recorded.
+
+    `audits` (`audit`'s table; default: the run's own audits.json) and `gallery` (the gallery check) are what
+    was measured besides; without them those checks are "not measured".
+    """
+    from faceforget.config import VerdictConfig
+    from faceforget.eval.verdict import judge, thresholds_of
+
+    metrics, thresholds = None, VerdictConfig()
+    if run is not None:
+        folder = RunFolder(Path(run))
+        metrics = folder.read_metrics()
+        if folder.config.is_file():
+            thresholds = thresholds_of(json.loads(folder.config.read_text()))
+        audits = _read_audits(folder) if audits is None else audits
+    return judge(metrics, audits, _gallery_check_dict(gallery), thresholds)
+
+
 def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
-                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None) -> dict:
+                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None, model: str | None = None) -> dict:
     """
     Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
 
-    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images.
+    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images
+    (made by `model`, the spec recorded with the gallery).
     """
     from faceforget.index.gallery import Gallery
     from faceforget.index.rebuild import rebuild
@@ -302,7 +351,7 @@ def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: 
         lookup = {str(p): i for i, p in enumerate(record_paths(manifest.records, manifest.data_root,
                                                                manifest.distractor_root))}
         rebuild(gallery_dir, lambda paths: rebuild_from[[lookup[str(p)] for p in paths]],
-                model_fingerprint=model_fingerprint_, progress=False)
+                model_fingerprint=model_fingerprint_, progress=False, model=model)
     gallery = Gallery.load(gallery_dir)
     queries = [i for i, r in enumerate(manifest.records) if r.role == "forget_test"]
     paths = record_paths([manifest.records[i] for i in queries], manifest.data_root, manifest.distractor_root)
@@ -320,19 +369,23 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     The whole job on LFW: protocol -> evaluate -> unlearn (dispersion) -> audit -> gallery rebuild -> report.
 
     LFW is for research use only. The gallery is built from the split's held-out photos and distractors
-    with the original model, then rebuilt with the unlearned one.
+    with the original model, then rebuilt with the unlearned one. One stopwatch times every stage; the
+    run's metrics.json gets them (the report shows them up to the report itself).
     """
     from faceforget.data.lfw import locate_lfw
     from faceforget.index.gallery import Gallery
 
+    watch = Stopwatch()
     root = locate_lfw(data, download=download)
     out = Path(out)
     manifest = make_split(root / "dlib150", forget=forget, seed=seed, distractors=root / "distractors_dlib150",
                           out=out / "split.json", progress=progress)
+    watch.lap("protocol")
     cfg = resolve_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
-    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress, overwrite=overwrite)
-    audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.audits, progress=progress)
+    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress, watch=watch,
+                     overwrite=overwrite)
+    audits = json.loads(result.run.audits.read_text())  # written (and timed) by the run itself
     before = np.load(result.run.embeddings_original)
     after = np.load(result.run.embeddings_unlearned)
     roles = ("forget_test", "retain_test", "distractor")
@@ -341,10 +394,23 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
         record_paths([manifest.records[i] for i in idx], manifest.data_root, manifest.distractor_root),
         [manifest.records[i] for i in idx], strict=True)]
     gallery_dir = out / "gallery"
-    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib"))).save(gallery_dir)
+    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib")),
+                  model="dlib").save(gallery_dir)
     gallery = {"before": gallery_check(gallery_dir, manifest, before, ""),
                "after": gallery_check(gallery_dir, manifest, after, model_fingerprint(result.model),
-                                      rebuild_from=after)}
+                                      rebuild_from=after, model=str(result.run.model))}
     write_json_atomic(out / "gallery.json", gallery)
-    report(result.run.root, manifest, out=out, progress=progress)
-    return {"out": str(out), "metrics": result.metrics, "audits": audits["audits"], "gallery": gallery}
+    watch.lap("gallery")
+    _record_timings(result.run, watch)
+    report(result.run.root, manifest, out=out, progress=progress, gallery=gallery)
+    watch.lap("report")
+    metrics = _record_timings(result.run, watch)
+    return {"out": str(out), "metrics": metrics, "audits": audits["audits"], "gallery": gallery,
+            "verdict": verdict(result.run.root, audits=audits["audits"], gallery=gallery).as_dict()}
+
+
+def _record_timings(run: RunFolder, watch: Stopwatch) -> dict:
+    """Replace the timings in the run's metrics.json with `watch`'s stages so far; returns the new metrics."""
+    metrics = run.read_metrics() | {"timings": watch.timings()}
+    write_json_atomic(run.metrics, metrics)
+    return metrics

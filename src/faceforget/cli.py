@@ -23,6 +23,16 @@ def _errors() -> Iterator[None]:
 
 
 NO_VERIFY = typer.Option(False, "--no-verify", help="load a model.pt that has no .sha256 checksum file (unchecked)")
+STRICT_HELP = "exit 1 when a measured acceptance check fails (checks not measured do not fail)"
+
+
+def _print_verdict(verdict: dict, strict: bool) -> None:
+    """Print the compact verdict; with --strict, exit 1 when a measured check failed (2 stays user error)."""
+    from faceforget.report.tables import verdict_markdown
+
+    typer.echo(verdict_markdown(verdict))
+    if strict and verdict["status"] == "fail":
+        raise typer.Exit(code=1)
 
 
 def _read_names(path: Path) -> list[str]:
@@ -96,19 +106,23 @@ def unlearn(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run (or another config's "
                                    "unfinished one) in the run folder"),
     no_verify: bool = NO_VERIFY,
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """Unlearn the split's forget identities; write the model, config snapshot and before/after metrics."""
     from faceforget import api
     from faceforget.report.tables import metrics_markdown
+    from faceforget.timings import unlearn_seconds
 
     with _errors():
         result = api.unlearn(model, data, split, method=method, config=config, out=output, overwrite=overwrite,
                              verify=not no_verify)
+        verdict = api.verdict(output).as_dict()
     m = result.metrics
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     s, t = m["summary"], m["timings"]
-    typer.echo(f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}; unlearning took {t['unlearn_wall_s']:.0f} s; "
-               f"run folder {output}")
+    typer.echo(f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}; unlearning took {unlearn_seconds(t):.0f} s, "
+               f"the whole command {t['total_s']:.0f} s; run folder {output}")
+    _print_verdict(verdict, strict)
 
 
 @app.command()
@@ -121,6 +135,7 @@ def audit(
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="audits.json"),
     no_verify: bool = NO_VERIFY,
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """Attack the forgetting: re-enrolment, linear probe, threshold, membership inference (before/after)."""
     from faceforget import api
@@ -129,7 +144,9 @@ def audit(
     with _errors():
         result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output,
                            verify=not no_verify)
+        verdict = api.verdict(run, audits=result["audits"]).as_dict()
     typer.echo(markdown_table(*audit_rows(result["audits"])))
+    _print_verdict(verdict, strict)
 
 
 index_app = typer.Typer(no_args_is_help=True, help="FAISS gallery: build, search, delete identities, rebuild.")
@@ -222,12 +239,15 @@ def report(
     split: Path = typer.Option(..., help="split.json the run was made with"),
     data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder (default: the run folder)"),
+    gallery_check: Optional[Path] = typer.Option(None, help="gallery.json (gallery top-1 before/after, as `demo` "
+                                                 "writes it) for the verdict"),
 ) -> None:
     """Write report.html (self-contained), report.md and report.json for a run."""
     from faceforget import api
 
     with _errors():
-        api.report(run, split, data=data, out=output)
+        written = api.report(run, split, data=data, out=output, gallery=gallery_check)
+    typer.echo(f"verdict: {written['verdict']['headline']}")
     typer.echo(f"wrote {(output or run) / 'report.html'}")
 
 
@@ -240,6 +260,7 @@ def demo(
     config: Optional[Path] = typer.Option(None, help="YAML overriding the dispersion defaults"),
     download: bool = typer.Option(False, "--download", help="download and prepare LFW if it is not found"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished demo run in the output folder"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """The whole job on LFW (research use only): protocol, unlearn, evaluate, audit, rebuild gallery, report."""
     from faceforget import api
@@ -254,7 +275,10 @@ def demo(
     g = result["gallery"]
     typer.echo(f"gallery: forget photos whose top-1 is the same person: {g['before']['forget_top1_same_identity']:.3f}"
                f" before, {g['after']['forget_top1_same_identity']:.3f} after the rebuild")
-    typer.echo(f"report: {output / 'report.html'}")
+    typer.echo(f"search the rebuilt gallery: faceforget index search --gallery {output / 'gallery'} "
+               f"--model {output / 'run' / 'model.pt'} FACE.jpg")
+    typer.echo(f"report: {output / 'report.html'}; the demo took {m['timings']['total_s']:.0f} s")
+    _print_verdict(result["verdict"], strict)
 
 
 def main() -> None:

@@ -78,9 +78,13 @@ class RunFolder:
         """The unlearned model's embeddings of every split record (face templates)."""
         return self.root / "embeddings_unlearned.npy"
 
+    def features(self, space: str, model: str) -> Path:
+        """Probe features of every split record below the output ("penultimate", "suffix_input") of `model`."""
+        return self.root / f"features_{space}_{model}.npy"
+
     @property
     def audits(self) -> Path:
-        """The attacks' results (`faceforget audit --run`), with the model's sha256."""
+        """The attacks' results (written by the run, again by `faceforget audit --run`), with the model's sha256."""
         return self.root / "audits.json"
 
     @property
@@ -111,7 +115,8 @@ class RunFolder:
     def derived(self) -> tuple[Path, ...]:
         """Every output of a run and of the stages after it, i.e. all that depends on one model."""
         return (self.model, self.model_checksum, self.metrics, self.history, self.embeddings_original,
-                self.embeddings_unlearned, self.audits, *self.report_files)
+                self.embeddings_unlearned, *sorted(self.root.glob(self.features("*", "*").name)), self.audits,
+                *self.report_files)
 
     def is_complete(self) -> bool:
         """True when the run finished (model and metrics written)."""

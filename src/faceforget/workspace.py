@@ -6,7 +6,6 @@ workspace per seed, so the images are decoded and pushed through the frozen pref
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +15,15 @@ import torch
 from faceforget.config import EngineConfig, EvalConfig, UnlearnConfig
 from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
+from faceforget.eval.audits import audit_embeddings
 from faceforget.eval.embed import embed_from_prefix, embed_records, load_pixels, record_paths
-from faceforget.eval.protocol import evaluate_embeddings, summary_scores
+from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
 from faceforget.fileio import save_npy_atomic, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint, save_checkpoint
+from faceforget.models.features import penultimate_features
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder, job_signature, write_config_snapshot
+from faceforget.timings import Stopwatch
 from faceforget.unlearn.engine import EngineResult, UnlearnData, build_banks, run_engine
 from faceforget.unlearn.method import UnlearningMethod, ViewBank
 from faceforget.unlearn.registry import get_method
@@ -71,8 +73,9 @@ class Workspace:
     data: UnlearnData
     metrics: dict
     eval_cfg: EvalConfig
-    embed_s: float
+    lookalikes: list[str] = field(default_factory=list)
     _banks: dict = field(default_factory=dict)
+    _features: np.ndarray | None = None
 
     def at(self, start: int) -> Workspace:
         """The same workspace with the prefix cached at a later block (for a run that trains fewer blocks)."""
@@ -88,12 +91,28 @@ class Workspace:
             with torch.no_grad():
                 h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
         return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
-                         self.metrics, self.eval_cfg, self.embed_s, self._banks)  # banks are keyed by start
+                         self.metrics, self.eval_cfg, self.lookalikes, self._banks)  # banks are keyed by start
 
     def _advance(self, x: torch.Tensor, start: int) -> torch.Tensor:
         for block in list(self.original.blocks)[self.start:start]:
             x = block(x)
         return x
+
+    def probe_features(self, model: FaceModel) -> dict[str, np.ndarray]:
+        """
+        Features of every split image below the output, for the deeper linear probes (docs/audits.md).
+
+        "penultimate": the input of `model`'s final linear layer; "suffix_input": the frozen prefix's output
+        (spatially averaged), the same for every model trained from this workspace. Empty when nothing is
+        cached (training from the pixels).
+        """
+        if self.start == 0:
+            return {}
+        if self._features is None:
+            self._features = penultimate_features(self.original, self.prefix, self.start).numpy()
+        pooled = self.prefix.mean(dim=tuple(range(2, self.prefix.dim()))) if self.prefix.dim() > 2 else self.prefix
+        own = self._features if model is self.original else penultimate_features(model, self.prefix, self.start).numpy()
+        return {"penultimate": own, "suffix_input": pooled.numpy()}
 
     def banks(self, cfg: EngineConfig, progress: bool) -> tuple[ViewBank, ViewBank]:
         """View banks for `cfg` (cached by views, augmentation and seed: methods of one seed share them)."""
@@ -105,19 +124,29 @@ class Workspace:
 
 
 def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
-            eval_cfg: EvalConfig, progress: bool = True, source: str = "the split") -> Workspace:
-    """Embed every split image with the original model, keeping the activations where training starts."""
+            eval_cfg: EvalConfig, progress: bool = True, watch: Stopwatch | None = None,
+            source: str = "the split") -> Workspace:
+    """
+    Embed every split image with the original model, keeping the activations where training starts.
+
+    Books embed_original, load_train_images and evaluate_original on `watch` when one is given. A split
+    that cannot be unlearned is refused first (`check_split`; `source` names it in the error).
+    """
     check_split(manifest, source)
-    t0 = time.perf_counter()
+    watch = Stopwatch() if watch is None else watch
     start = first_trainable_block(original, trainable)
     emb = embed_records(original, list(manifest.records), manifest.data_root, manifest.distractor_root,
                         batch_size=eval_cfg.batch_size, capture_at=start, progress=progress,
                         description=f"embedding {len(manifest.records)} images")
     prefix = emb.prefix if emb.prefix is not None else torch.empty(0)
+    watch.lap("embed_original")
     data = unlearn_data(manifest, original.preprocess.input_size)
-    metrics = evaluate_embeddings(emb.embeddings, manifest, eval_cfg)
+    watch.lap("load_train_images")
+    lookalikes = lookalike_identities(emb.embeddings, manifest)
+    metrics = evaluate_embeddings(emb.embeddings, manifest, eval_cfg, lookalikes)
+    watch.lap("evaluate_original")
     return Workspace(manifest, original, model_spec, start, emb.embeddings, prefix, data, metrics, eval_cfg,
-                     time.perf_counter() - t0)
+                     lookalikes)
 
 
 def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndarray:
@@ -132,37 +161,43 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
     """(signature, resolved config) of a run: what decides whether a finished run folder can be reused."""
     method = get_method(cfg.method, cfg.params)
     resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
-    return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
+    trained = {k: v for k, v in resolved.items() if k != "verdict"}  # thresholds judge a run, not change it
+    return job_signature(trained, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
 
 
 def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True,
-                     overwrite: bool = False) -> tuple[RunFolder, FaceModel, dict]:
+                     watch: Stopwatch | None = None, overwrite: bool = False) -> tuple[RunFolder, FaceModel, dict]:
     """
-    Unlearn with `cfg` in `ws`, evaluate before/after, write the run folder; returns (run, model, metrics).
+    Unlearn with `cfg` in `ws`, evaluate and audit before/after, write the run folder; returns (run, model, metrics).
 
     A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
-    A finished run folder is replaced only with `overwrite` (`RunFolder.session`).
+    A finished run folder is replaced only with `overwrite` (`RunFolder.session`, docs/safety.md).
+    metrics.json's timings are `watch`'s stages (a new stopwatch started here when None), up to writing it.
     """
+    watch = Stopwatch() if watch is None else watch
     method = get_method(cfg.method, cfg.params)
     ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
     signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
     with RunFolder(Path(out)).session(signature, overwrite) as run:
         write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
-        t0 = time.perf_counter()
-        result = _train(ws, method, cfg, run, signature, progress)
-        t_train = time.perf_counter()
+        result = _train(ws, method, cfg, run, signature, progress, watch)
         model_sha256 = _save_model(ws, cfg, run, result, signature)
-        after, metrics = _evaluate(ws, cfg, result, signature, model_sha256, progress)
-        metrics["timings"] |= {"unlearn_wall_s": t_train - t0, "evaluate_s": time.perf_counter() - t_train}
-        _write_outputs(ws, run, result, after, metrics)
+        watch.lap("save_model")
+        after, metrics_after = _evaluate(ws, result.model, progress, watch)
+        audits = audit_run(ws, result.model, after, cfg.engine.seed, run) | {"model_sha256": model_sha256}
+        watch.lap("audits")
+        metrics = _write_outputs(ws, run, result, after, audits, watch, {
+            "method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
+            "model_sha256": model_sha256, "seed": cfg.engine.seed, "original": ws.metrics,
+            "unlearned": metrics_after, "summary": summary_scores(ws.metrics, metrics_after)})
     return run, result.model, metrics
 
 
 def _train(ws: Workspace, method: UnlearningMethod, cfg: UnlearnConfig, run: RunFolder, signature: str,
-           progress: bool) -> EngineResult:
+           progress: bool, watch: Stopwatch) -> EngineResult:
     """The engine run, resuming from the run folder's checkpoint of the same job."""
-    return run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
-                      signature=signature, progress=progress, banks=ws.banks(cfg.engine, progress))
+    return run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint, signature=signature,
+                      progress=progress, banks=ws.banks(cfg.engine, progress), watch=watch)
 
 
 def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: EngineResult, signature: str) -> str:
@@ -171,25 +206,36 @@ def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: Engin
                            extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
 
 
-def _evaluate(ws: Workspace, cfg: UnlearnConfig, result: EngineResult, signature: str, model_sha256: str,
-              progress: bool) -> tuple[np.ndarray, dict]:
-    """The unlearned model's embeddings of the split and the metrics dict (metrics.json)."""
-    after = _embed_unlearned(ws, result.model, progress)
-    metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg)
-    return after, {"method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
-                   "model_sha256": model_sha256, "seed": cfg.engine.seed, "original": ws.metrics,
-                   "unlearned": metrics_after, "summary": summary_scores(ws.metrics, metrics_after),
-                   "timings": {"embed_original_s": ws.embed_s, **result.timings},
-                   "method_state": _logged_scalars(result.method_state)}
+def _evaluate(ws: Workspace, model: FaceModel, progress: bool, watch: Stopwatch) -> tuple[np.ndarray, dict]:
+    """The unlearned model's embeddings of the split and their retrieval metrics."""
+    after = _embed_unlearned(ws, model, progress)
+    watch.lap("embed_unlearned")
+    metrics = evaluate_embeddings(after, ws.manifest, ws.eval_cfg, ws.lookalikes)
+    watch.lap("evaluate_unlearned")
+    return after, metrics
 
 
-def _write_outputs(ws: Workspace, run: RunFolder, result: EngineResult, after: np.ndarray, metrics: dict) -> None:
-    """History, both embeddings, then metrics.json (which marks the run finished); the checkpoint goes."""
+def _write_outputs(ws: Workspace, run: RunFolder, result: EngineResult, after: np.ndarray, audits: dict,
+                   watch: Stopwatch, metrics: dict) -> dict:
+    """History, embeddings, audits.json, then metrics.json (which marks the run finished); returns the metrics."""
     write_json_atomic(run.history, result.history)
     save_npy_atomic(run.embeddings_unlearned, after)
     save_npy_atomic(run.embeddings_original, ws.embeddings)
+    write_json_atomic(run.audits, audits)
+    watch.lap("write_outputs")
+    metrics |= {"timings": watch.timings(), "method_state": _logged_scalars(result.method_state)}
     write_json_atomic(run.metrics, metrics)
     run.checkpoint.unlink(missing_ok=True)
+    return metrics
+
+
+def audit_run(ws: Workspace, model: FaceModel, after: np.ndarray, seed: int, run: RunFolder) -> dict:
+    """Audit one unlearned model against the workspace's original; keep the probe features in `run`."""
+    before_f, after_f = ws.probe_features(ws.original), ws.probe_features(model)
+    for space in before_f:
+        save_npy_atomic(run.features(space, "original"), before_f[space])
+        save_npy_atomic(run.features(space, "unlearned"), after_f[space])
+    return audit_embeddings(ws.manifest, ws.embeddings, after, seed, before_f, after_f)
 
 
 def _logged_scalars(state: dict) -> dict:

@@ -7,9 +7,11 @@ memory and from the next saved file, and IVF centroids are retrained without the
 dozen vectors can sit close to one person's mean embedding). No tombstones, no separate vector file.
 
 Rows keep a stable integer id for their lifetime (deletes never renumber, rebuilds keep ids). Paths are
-stored as given; with `root` set they are relative to it (`resolve` joins them). On disk: see `store.py`;
-`delete_saved` is the locked read-delete-save of a saved gallery. Built with `null_embeddings` (the
-model's answer to `query_quality.null_images`), a gallery can flag queries that are probably not faces.
+stored as given; with `root` set they are relative to it (`resolve` joins them). `model` records the model
+spec the vectors came from (a registered name or a model.pt path), so a mismatch can name it. On disk:
+see `store.py`; `delete_saved` is the locked read-delete-save of a saved gallery. Built with
+`null_embeddings` (the model's answer to `query_quality.null_images`), a gallery can flag queries that
+are probably not faces.
 """
 from __future__ import annotations
 
@@ -64,16 +66,17 @@ class Gallery:
     """A searchable set of face embeddings with identity metadata; build, search, delete, save, load."""
 
     def __init__(self, index: faiss.Index, rows: Iterable[Row], *, model_fingerprint: str, kind: str,
-                 nprobe: int, root: str | None = None, nonface: NonFaceCheck | None = None) -> None:
+                 nprobe: int, root: str | None = None, model: str | None = None,
+                 nonface: NonFaceCheck | None = None) -> None:
         self._index, self._rows = index, {r.id: r for r in rows}
         self.model_fingerprint, self.kind, self.nprobe, self.root = model_fingerprint, kind, nprobe, root
-        self.nonface = nonface
+        self.model, self.nonface = model, nonface
 
     @classmethod
     def build(cls, embeddings: np.ndarray, records: Sequence[Labelled], *, model_fingerprint: str,
               kind: str = "auto", ivf_threshold: int = 100_000, nprobe: int = 32,
               root: str | os.PathLike | None = None, ids: Sequence[int] | None = None,
-              null_embeddings: np.ndarray | None = None) -> Gallery:
+              model: str | None = None, null_embeddings: np.ndarray | None = None) -> Gallery:
         """
         Index `embeddings` (n, dim) for `records` (row i <-> record i); `ids` default to 0..n-1.
 
@@ -98,7 +101,7 @@ class Gallery:
         if null_embeddings is not None:
             nonface = NonFaceCheck.fit(normalise(null_embeddings, vectors.shape[1], "null embeddings"), vectors)
         return cls(index, rows, model_fingerprint=model_fingerprint, kind=kind, nprobe=nprobe,
-                   root=None if root is None else str(root), nonface=nonface)
+                   root=None if root is None else str(root), model=model, nonface=nonface)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -176,8 +179,8 @@ class Gallery:
     def _write(self, version: Path) -> None:
         with atomic_open(version / INDEX_FILE, "wb") as f:
             faiss.write_index(self._index, faiss.PyCallbackIOWriter(f.write))
-        meta = {"format": FORMAT, "model_fingerprint": self.model_fingerprint, "dim": self.dim,
-                "kind": self.kind, "nprobe": self.nprobe, "root": self.root, "count": len(self),
+        meta = {"format": FORMAT, "model_fingerprint": self.model_fingerprint, "model": self.model,
+                "dim": self.dim, "kind": self.kind, "nprobe": self.nprobe, "root": self.root, "count": len(self),
                 "index_sha256": sha256_file(version / INDEX_FILE), "rows": [asdict(r) for r in self.rows],
                 "nonface": None if self.nonface is None else self.nonface.to_dict()}
         write_json_atomic(version / META_FILE, meta, indent=None)
@@ -194,8 +197,7 @@ class Gallery:
                 if attempt == LOAD_ATTEMPTS or _pointer(directory) == live:
                     raise  # nothing moved: the gallery really is incomplete
         if model_fingerprint is not None and model_fingerprint != gallery.model_fingerprint:
-            raise ValueError(f"gallery {directory} was built with model {gallery.model_fingerprint!r}, "
-                             f"not {model_fingerprint!r}; rebuild it for the new model")
+            raise ValueError(_model_mismatch(directory, gallery, model_fingerprint))
         return gallery
 
     @classmethod
@@ -218,7 +220,8 @@ class Gallery:
         if nonface is not None:
             nonface = NonFaceCheck.from_dict(nonface, str(version / META_FILE), index.d)
         return cls(index, [Row(**r) for r in meta["rows"]], model_fingerprint=meta["model_fingerprint"],
-                   kind=meta["kind"], nprobe=meta["nprobe"], root=meta["root"], nonface=nonface)
+                   kind=meta["kind"], nprobe=meta["nprobe"], root=meta["root"], model=meta.get("model"),
+                   nonface=nonface)
 
 
 def delete_saved(directory: str | os.PathLike, names: Iterable[str]) -> int:
@@ -236,6 +239,15 @@ def _pointer(directory: str | os.PathLike) -> str | None:
         return (Path(directory) / POINTER).read_text().strip()
     except OSError:
         return None
+
+
+def _model_mismatch(directory: str | os.PathLike, gallery: Gallery, given: str) -> str:
+    """The refusal for a search with another model: which model the gallery needs, and the other way out."""
+    built, spec = gallery.model_fingerprint, gallery.model
+    use = (f"search it with --model {spec}" if spec else "search it with the model it was built with")
+    return (f"gallery {directory} was built with model {spec or '(not recorded)'} (fingerprint {built}), not "
+            f"with the given model (fingerprint {given}): {use}, or rebuild it for the new model with "
+            f"`faceforget index rebuild --gallery {directory} --model MODEL`")
 
 
 def _read_metadata(path: Path) -> dict:

@@ -26,12 +26,12 @@ EmbedFn = Callable[[list[Path]], np.ndarray]
 
 def rebuild(gallery_dir: str | os.PathLike, embed_fn: EmbedFn, *, model_fingerprint: str,
             batch_size: int = 256, progress: bool = True, null_embeddings: np.ndarray | None = None,
-            on_batch: Callable[[int], None] | None = None) -> Gallery:
+            on_batch: Callable[[int], None] | None = None, model: str | None = None) -> Gallery:
     """
     Embed the live gallery's images with `embed_fn` in batches, save as the new live version, return it.
 
     `on_batch(n)` is called after the n-th batch is embedded (progress reporting; tests raise from it or
-    change the gallery from it).
+    change the gallery from it). `model` is the new model's spec, recorded with the gallery.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -45,7 +45,7 @@ def rebuild(gallery_dir: str | os.PathLike, embed_fn: EmbedFn, *, model_fingerpr
         rows, dim = latest.rows, next((len(v) for v in done.values()), latest.dim)
         embeddings = np.stack([done[r] for r in rows]) if rows else np.zeros((0, dim), np.float32)
         new = Gallery.build(embeddings, rows, model_fingerprint=model_fingerprint, kind=latest.kind,
-                            nprobe=latest.nprobe, root=latest.root, ids=[r.id for r in rows],
+                            nprobe=latest.nprobe, root=latest.root, ids=[r.id for r in rows], model=model,
                             null_embeddings=null_embeddings)
         new.save(gallery_dir)
     return new

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +20,7 @@ from faceforget.fileio import load_state, save_state_atomic
 from faceforget.models.spec import FaceModel
 from faceforget.progress import progress_bar
 from faceforget.seeding import seed_everything
+from faceforget.timings import Stopwatch
 from faceforget.unlearn.method import Batch, MethodContext, UnlearningMethod, ViewBank
 from faceforget.unlearn.sampling_plan import draw_indices
 from faceforget.unlearn.trainable import apply_trainable, first_trainable_block
@@ -43,7 +43,7 @@ class UnlearnData:
 
 @dataclass
 class EngineResult:
-    """The unlearned model plus per-step loss history and timings (seconds)."""
+    """The unlearned model plus per-step loss history and the stopwatch's timings (seconds)."""
 
     model: FaceModel
     history: list[dict[str, float]]
@@ -121,6 +121,7 @@ def run_engine(
     method: UnlearningMethod, original: FaceModel, data: UnlearnData, cfg: EngineConfig, *,
     checkpoint_path: str | Path | None = None, signature: str = "", progress: bool = True,
     on_step: StepCallback | None = None, banks: tuple[ViewBank, ViewBank] | None = None,
+    watch: Stopwatch | None = None,
 ) -> EngineResult:
     """
     Unlearn: copy `original`, train its selected blocks with `method`'s losses, return the copy.
@@ -128,9 +129,10 @@ def run_engine(
     `original` is never modified. With `checkpoint_path` and `cfg.checkpoint_every`, a run that is
     killed resumes from its last checkpoint (whose `signature` must match) to identical weights.
     `banks` (forget, retain) built by `build_view_bank` for the same start block can be shared
-    between runs (a benchmark's methods and seeds) instead of being rebuilt.
+    between runs (a benchmark's methods and seeds) instead of being rebuilt. The stages cache_views,
+    method_setup, train and finalize are booked on `watch` (the run's stopwatch; a new one if None).
     """
-    t0 = time.perf_counter()
+    watch = Stopwatch() if watch is None else watch
     cfg = resolve_steps(cfg, data)
     seed_everything(cfg.seed)
     original = original.eval()
@@ -138,7 +140,7 @@ def run_engine(
         p.requires_grad_(False)
     start = first_trainable_block(original, cfg.trainable)
     forget, retain = banks if banks is not None else build_banks(original, data, cfg, progress)
-    t_cache = time.perf_counter()
+    watch.lap("cache_views")
 
     model = copy.deepcopy(original)
     params = apply_trainable(model, start)
@@ -147,7 +149,7 @@ def run_engine(
                         identity_names=list(data.identity_names), forget_label_ids=list(data.forget_label_ids),
                         total_steps=cfg.steps, forget_pixels=data.forget_pixels, config=cfg)
     method.setup(ctx)
-    t_setup = time.perf_counter()
+    watch.lap("method_setup")
     optimizer = _optimizer(cfg, params + ctx.extra_params)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
     history: list[dict[str, float]] = []
@@ -179,15 +181,14 @@ def run_engine(
                 _save(checkpoint_path, signature, done, ctx, optimizer, scheduler, history)
             if on_step is not None:
                 on_step(step, record)
+    watch.lap("train")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
         method.finalize(ctx)
-    t_end = time.perf_counter()
-    timings = {"cache_s": t_cache - t0, "setup_s": t_setup - t_cache, "train_s": t_end - t_setup,
-               "total_s": t_end - t0}
-    return EngineResult(model=model, history=history, timings=timings, method_state=dict(ctx.state))
+    watch.lap("finalize")
+    return EngineResult(model=model, history=history, timings=watch.timings(), method_state=dict(ctx.state))
 
 
 def _save(path: str | Path, signature: str, step: int, ctx: MethodContext, optimizer: torch.optim.Optimizer,
