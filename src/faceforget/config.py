@@ -55,7 +55,7 @@ class EvalConfig(_Strict):
     fars: tuple[float, ...] = (1e-3, 1e-4)
     batch_size: int = Field(64, ge=1)
     chunk_size: int = Field(512, ge=1)
-    knn: Literal["torch", "faiss"] = "torch"
+    knn: Literal["exact", "torch", "faiss"] = "exact"  # torch/faiss: top-k, R@k and mAP@R only
 
 
 class UnlearnConfig(_Strict):
