@@ -68,7 +68,7 @@ def _log_none_drawn(n: np.ndarray, r: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
-MAX_BLOCK_SCORES = 1 << 24  # similarity cells per block: rank_queries caps its query chunk at this // n_gallery
+MAX_BLOCK_SCORES = 1 << 22  # similarity cells per block: rank_queries caps its query chunk at this // n_gallery
 
 
 def _unit_rows(x: np.ndarray, norms: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -121,6 +121,16 @@ def _tie_span(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return start.astype(np.float64), end + 1.0
 
 
+def _order_keys(row_offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """int64 keys that sort by (row, float32 value) as the floats compare (-0.0 == 0.0); offsets: row << 32."""
+    keys = values.astype(np.float32, copy=False).view(np.int32).astype(np.int64)
+    negative = keys < 0
+    keys[negative] = -(keys[negative] & 0x7FFFFFFF)  # now monotone in the value, in (-2^31, 2^31)
+    keys += 2**31
+    keys += row_offsets
+    return keys
+
+
 def _count_above(scores: np.ndarray, t: np.ndarray, n_rel: np.ndarray, q_unit: np.ndarray, g: np.ndarray,
                  g_norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
@@ -128,25 +138,25 @@ def _count_above(scores: np.ndarray, t: np.ndarray, n_rel: np.ndarray, q_unit: n
 
     `scores` are float32 matmul scores with the relevant and excluded items at -inf; they are within
     `delta` of the exact ones, so only items inside [t - delta, t + delta) are rescored exactly, and
-    only the items above a row's lowest t - delta are sorted.
+    only the items above a row's lowest t - delta are sorted (all rows at once, by (row, score) keys).
     """
-    delta = 2.0 * (g.shape[1] + 2) * 2.0**-24  # > the float32 matmul error of unit vectors (d+3 ulps of 1)
-    edges = np.stack([t - np.float32(delta), t + np.float32(delta)])  # float32 (2, c, width)
-    lowest = edges[0, np.arange(len(t)), np.maximum(n_rel - 1, 0)]
-    keep = scores >= np.where(n_rel > 0, lowest, np.inf)[:, None]  # only these can score >= some t
-    candidates = scores[keep]
-    bounds = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
+    delta = np.float32(2.0 * (g.shape[1] + 2) * 2.0**-24)  # > the float32 error of a unit dot (d+3 ulps)
+    c, w = t.shape
+    lowest = np.where(n_rel > 0, t[np.arange(c), np.maximum(n_rel - 1, 0)] - delta, np.inf)
+    keep = scores >= lowest[:, None]
+    counts = np.count_nonzero(keep, axis=1)
+    keys = _order_keys(np.repeat(np.arange(c, dtype=np.int64) << 32, counts), scores[keep])
+    keys.sort()
+    e_rows, e_cols = np.nonzero(np.arange(w)[None, :] < n_rel[:, None])
+    lo_edge, hi_edge = t[e_rows, e_cols] - delta, t[e_rows, e_cols] + delta
+    lo = np.searchsorted(keys, _order_keys(e_rows.astype(np.int64) << 32, lo_edge))
+    hi = np.searchsorted(keys, _order_keys(e_rows.astype(np.int64) << 32, hi_edge))
     gt = np.zeros(t.shape)
-    band = np.zeros(t.shape, dtype=bool)
-    for i, n in enumerate(n_rel):
-        row = candidates[bounds[i]:bounds[i + 1]]
-        row.sort()
-        lo, hi = row.searchsorted(edges[:, i, :n].reshape(-1)).reshape(2, n)
-        gt[i, :n] = len(row) - hi
-        band[i, :n] = hi > lo
+    gt[e_rows, e_cols] = np.cumsum(counts)[e_rows] - hi
     ge = gt.copy()
-    for i, j in np.argwhere(band):
-        near = np.flatnonzero((scores[i] >= edges[0, i, j]) & (scores[i] < edges[1, i, j]))
+    for e in np.flatnonzero(hi > lo):
+        i, j = e_rows[e], e_cols[e]
+        near = np.flatnonzero((scores[i] >= lo_edge[e]) & (scores[i] < hi_edge[e]))
         exact = _cosine(q_unit[i][None, :], _unit_rows(g, g_norms, near))[0]
         gt[i, j] += (exact > t[i, j]).sum()
         ge[i, j] += (exact >= t[i, j]).sum()
@@ -212,7 +222,7 @@ def rank_queries(
     `exclude[i]` (-1 for none) is a gallery index left out of query i's ranking (leave-one-out).
     Exact by default. With a `knn` backend (eval/knn.py: KnnFunc) only R@k and MAP@R, from its
     top-K lists (K = max(R, k), ties in the backend's order); `ap` is NaN. Memory beyond the inputs,
-    exact: at most 4 ng d + 9 c ng + 128 (nq + ng) bytes with c = min(chunk_size, MAX_BLOCK_SCORES // ng)
+    exact: at most 4 ng d + 28 c ng + 128 (nq + ng) bytes, c = min(chunk_size, MAX_BLOCK_SCORES // ng)
     queries per block (1M x 128-D gallery: under 0.8 GB); knn: the backend's own bound.
     """
     q, g = np.asarray(query_emb), np.asarray(gallery_emb)
