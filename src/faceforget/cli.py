@@ -132,7 +132,7 @@ def index_build(
     output: Path = typer.Option(..., "-o", "--output", help="gallery folder"),
     model: str = typer.Option("dlib"),
     split: Optional[Path] = typer.Option(None, help="index the split's held-out + distractor images"),
-    kind: str = typer.Option("auto", help="flat | ivf | auto (IVF above 100k rows)"),
+    kind: str = typer.Option("auto", help="flat | ivf | ivfpq | hnsw | auto (IVF above 100k rows)"),
 ) -> None:
     """Embed a dataset and save it as a searchable gallery."""
     from faceforget import api

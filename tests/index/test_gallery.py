@@ -203,7 +203,7 @@ def test_crash_while_saving_keeps_previous_version(toy_embeddings, tmp_path, mon
 
 
 @pytest.mark.parametrize("bad", [
-    {"kind": "hnsw"}, {"model_fingerprint": ""}, {"nprobe": 0}, {"ids": [0] * 160},
+    {"kind": "annoy"}, {"model_fingerprint": ""}, {"nprobe": 0}, {"ids": [0] * 160},
     {"embeddings": np.zeros((160, 16))}, {"embeddings": np.full((160, 16), np.nan)},
     {"embeddings": np.ones((159, 16))},
 ])
