@@ -101,19 +101,23 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
-            out: str | Path, progress: bool = True) -> UnlearnResult:
+            out: str | Path, progress: bool = True, device: str | None = None,
+            amp: bool | None = None) -> UnlearnResult:
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
-    split and model are the same (checkpoints every `engine.checkpoint_every` steps).
+    split and model are the same (checkpoints every `engine.checkpoint_every` steps). `device` / `amp`
+    override the config's `runtime`. Under torchrun only rank 0 writes `out` (docs/scale.md).
     """
     cfg = resolve_config(config, method)
+    overrides = {k: v for k, v in (("device", device), ("amp", amp)) if v is not None}
+    cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update=overrides)})
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
     original = _as_model(model)
     spec = str(model) if not isinstance(model, FaceModel) else original.name
-    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress)
+    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress, cfg.runtime.device)
     run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress)
     return UnlearnResult(run, unlearned, metrics)
 

@@ -89,14 +89,18 @@ def unlearn(
     method: Optional[str] = typer.Option(None, help="unlearning method (default: the config's, dispersion)"),
     config: Optional[Path] = typer.Option(None, help="YAML: method, params, engine, eval"),
     output: Path = typer.Option(..., "-o", "--output", help="run folder"),
+    device: Optional[str] = typer.Option(None, help="torch device for every stage, e.g. cuda (default: config)"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: config)"),
 ) -> None:
     """Unlearn the split's forget identities; write the model, config snapshot and before/after metrics."""
     from faceforget import api
     from faceforget.report.tables import metrics_markdown
 
     with _errors():
-        result = api.unlearn(model, data, split, method=method, config=config, out=output)
+        result = api.unlearn(model, data, split, method=method, config=config, out=output, device=device, amp=amp)
     m = result.metrics
+    if not m:  # a torchrun rank other than 0: rank 0 writes and prints
+        return
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     s, t = m["summary"], m["timings"]
     typer.echo(f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}; unlearning took {t['unlearn_wall_s']:.0f} s; "

@@ -58,6 +58,14 @@ class EvalConfig(_Strict):
     knn: Literal["exact", "torch", "faiss"] = "exact"  # torch/faiss: top-k, R@k and mAP@R only
 
 
+class RuntimeConfig(_Strict):
+    """Where a run executes, not what it computes: left out of the job signature (docs/scale.md)."""
+
+    device: str = Field("cpu", description="torch device of every stage: embedding, view cache, training "
+                        "('cuda' is untested here)")
+    amp: bool = Field(False, description="bfloat16 autocast of the forward passes (for GPUs)")
+
+
 class UnlearnConfig(_Strict):
     """One unlearning run: method name, its params (validated by the method) and the engine."""
 
@@ -65,6 +73,7 @@ class UnlearnConfig(_Strict):
     params: dict = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
 
 M = TypeVar("M", bound=BaseModel)

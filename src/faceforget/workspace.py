@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceforget.config import EngineConfig, EvalConfig, UnlearnConfig
+from faceforget.config import EngineConfig, EvalConfig, RuntimeConfig, UnlearnConfig
 from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.embed import embed_from_prefix, embed_records, load_pixels, record_paths
@@ -22,6 +22,7 @@ from faceforget.fileio import write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint, save_checkpoint
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder, job_signature, write_config_snapshot
+from faceforget.unlearn.distributed import current
 from faceforget.unlearn.engine import UnlearnData, build_banks, run_engine
 from faceforget.unlearn.method import ViewBank
 from faceforget.unlearn.registry import get_method
@@ -83,23 +84,24 @@ class Workspace:
             x = block(x)
         return x
 
-    def banks(self, cfg: EngineConfig, progress: bool) -> tuple[ViewBank, ViewBank]:
+    def banks(self, cfg: EngineConfig, progress: bool,
+              runtime: RuntimeConfig | None = None) -> tuple[ViewBank, ViewBank]:
         """View banks for `cfg` (cached by views, augmentation and seed: methods of one seed share them)."""
         key = (cfg.forget_views, cfg.retain_views, cfg.augment.model_dump_json(), cfg.seed, cfg.trainable)
         if key not in self._banks:
             self._banks.clear()
-            self._banks[key] = build_banks(self.original, self.data, cfg, progress)
+            self._banks[key] = build_banks(self.original, self.data, cfg, progress, runtime)
         return self._banks[key]
 
 
 def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
-            eval_cfg: EvalConfig, progress: bool = True) -> Workspace:
+            eval_cfg: EvalConfig, progress: bool = True, device: str = "cpu") -> Workspace:
     """Embed every split image with the original model, keeping the activations where training starts."""
     t0 = time.perf_counter()
     start = first_trainable_block(original, trainable)
     emb = embed_records(original, list(manifest.records), manifest.data_root, manifest.distractor_root,
                         batch_size=eval_cfg.batch_size, capture_at=start, progress=progress,
-                        description=f"embedding {len(manifest.records)} images")
+                        description=f"embedding {len(manifest.records)} images", device=device)
     prefix = emb.prefix if emb.prefix is not None else torch.empty(0)
     data = unlearn_data(manifest, original.preprocess.input_size)
     metrics = evaluate_embeddings(emb.embeddings, manifest, eval_cfg)
@@ -107,18 +109,18 @@ def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, train
                      time.perf_counter() - t0)
 
 
-def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndarray:
+def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool, device: str = "cpu") -> np.ndarray:
     if ws.start == 0:
         return embed_records(model, list(ws.manifest.records), ws.manifest.data_root, ws.manifest.distractor_root,
-                             batch_size=ws.eval_cfg.batch_size, progress=progress).embeddings
-    return embed_from_prefix(model, ws.prefix, ws.start)
+                             batch_size=ws.eval_cfg.batch_size, progress=progress, device=device).embeddings
+    return embed_from_prefix(model, ws.prefix, ws.start, device=device)
 
 
 def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str, original: FaceModel) -> tuple[
         str, dict]:
     """(signature, resolved config) of a run: what decides whether a finished run folder can be reused."""
     method = get_method(cfg.method, cfg.params)
-    resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
+    resolved = cfg.model_dump(mode="json", exclude={"runtime"}) | {"params": method.params.model_dump(mode="json")}
     return job_signature(resolved, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
 
 
@@ -128,20 +130,25 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     Unlearn with `cfg` in `ws`, evaluate before/after, write the run folder; returns (run, model, metrics).
 
     A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
+    Under torchrun every rank trains; only rank 0 writes the folder and evaluates (others return {}).
     """
     method = get_method(cfg.method, cfg.params)
     ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
     signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
     run = RunFolder(Path(out))
-    write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
+    main = current(cfg.runtime.device).is_main
+    if main:
+        write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
     t0 = time.perf_counter()
-    banks = ws.banks(cfg.engine, progress)
+    banks = ws.banks(cfg.engine, progress, cfg.runtime)
     result = run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
-                        signature=signature, progress=progress, banks=banks)
+                        signature=signature, progress=progress, banks=banks, runtime=cfg.runtime)
+    if not main:
+        return run, result.model, {}
     t_train = time.perf_counter()
     save_checkpoint(result.model, run.model, base=ws.original.name,
                     extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
-    after = _embed_unlearned(ws, result.model, progress)
+    after = _embed_unlearned(ws, result.model, progress, cfg.runtime.device)
     metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg)
     t_end = time.perf_counter()
     timings = {"embed_original_s": ws.embed_s, **result.timings, "unlearn_wall_s": t_train - t0,

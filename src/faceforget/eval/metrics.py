@@ -91,9 +91,8 @@ def _take_relevant(scores: np.ndarray, q_unit: np.ndarray, g: np.ndarray, g_norm
     """
     (c, width) exact scores of each query's same-label gallery items, best first, -inf padding.
 
-    Label `code` owns gallery rows `by_code[starts[code]:starts[code + 1]]`.
-
-    Those items (and the excluded ones) are set to -inf in `scores`, which is modified in place.
+    Label `code` owns gallery rows `by_code[starts[code]:starts[code + 1]]`; those items (and the
+    excluded ones) are set to -inf in `scores`, which is modified in place.
     """
     t = np.full((len(qc), width), -np.inf, dtype=np.float32)
     r_ex = np.flatnonzero(ex >= 0)
@@ -111,10 +110,8 @@ def _take_relevant(scores: np.ndarray, q_unit: np.ndarray, g: np.ndarray, g_norm
 def _tie_span(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For rows sorted best first: how many entries of the row are > and >= each entry."""
     c, w = t.shape
-    pos = np.arange(w)
-    first = np.ones((c, w), dtype=bool)
+    pos, first, last = np.arange(w), np.ones((c, w), dtype=bool), np.ones((c, w), dtype=bool)
     first[:, 1:] = t[:, 1:] != t[:, :-1]
-    last = np.ones((c, w), dtype=bool)
     last[:, :-1] = first[:, 1:]
     start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
     end = np.minimum.accumulate(np.where(last, pos, w - 1)[:, ::-1], axis=1)[:, ::-1]
@@ -154,12 +151,10 @@ def _count_above(scores: np.ndarray, t: np.ndarray, n_rel: np.ndarray, q_unit: n
     gt = np.zeros(t.shape)
     gt[e_rows, e_cols] = np.cumsum(counts)[e_rows] - hi
     ge = gt.copy()
-    for e in np.flatnonzero(hi > lo):
-        i, j = e_rows[e], e_cols[e]
+    for e, i, j in zip(*np.nonzero(hi > lo), e_rows[hi > lo], e_cols[hi > lo], strict=True):
         near = np.flatnonzero((scores[i] >= lo_edge[e]) & (scores[i] < hi_edge[e]))
         exact = _cosine(q_unit[i][None, :], _unit_rows(g, g_norms, near))[0]
-        gt[i, j] += (exact > t[i, j]).sum()
-        ge[i, j] += (exact >= t[i, j]).sum()
+        gt[i, j], ge[i, j] = gt[i, j] + (exact > t[i, j]).sum(), ge[i, j] + (exact >= t[i, j]).sum()
     return gt, ge
 
 
