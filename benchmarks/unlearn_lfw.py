@@ -18,6 +18,7 @@ import numpy as np
 
 from faceforget.benchmark import load_benchmark_config, run_benchmark
 from faceforget.report.benchmark_tables import benchmark_markdown
+from faceforget.timings import unlearn_seconds
 
 BAR = (
     ("held-out forget R@1 <= 0.10", lambda r: r["unlearned"]["forget"]["R@1"] <= 0.10),
@@ -26,7 +27,7 @@ BAR = (
     ("retain mAP >= 0.97 x original",
      lambda r: r["unlearned"]["retain"]["mAP"] >= 0.97 * r["original"]["retain"]["mAP"]),
     ("retain R@1 drop <= 0.01", lambda r: r["original"]["retain"]["R@1"] - r["unlearned"]["retain"]["R@1"] <= 0.01),
-    ("wall time <= 600 s", lambda r: r["timings"]["unlearn_wall_s"] <= 600),
+    ("wall time <= 600 s", lambda r: unlearn_seconds(r["timings"]) <= 600),
 )
 
 

@@ -1,7 +1,9 @@
 """
-Render a faceforget report.html in headless chromium: the DOM must hold its tables; take a screenshot.
+Render a faceforget report.html in headless chromium: the DOM must hold its tables; take screenshots.
 
 Usage: python scripts/check_report_render.py run/report.html [--screenshot shot.png] [--min-tables 5]
+The DOM must open with the verdict section; besides the 1280x2400 screenshot, a 1280x800 one shows the
+first screen (`<shot>_first_screen.png`), where the verdict table must be.
 Exits 0 when both checks pass, 1 when the render fails a check, 2 when chromium or the report is missing.
 Needs Debian's chromium (`apt-get install -y chromium`); not part of CI.
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync")
-SECTIONS = ("summary", "split", "run", "metrics", "audits", "figures", "timings")
+SECTIONS = ("verdict", "summary", "split", "run", "metrics", "audits", "figures", "glossary", "timings")
+FIRST_SCREEN, FULL_PAGE = "1280,800", "1280,2400"
 
 
 class RenderError(Exception):
@@ -47,14 +50,17 @@ def check_dom(url: str, binary: str, min_tables: int, timeout: float) -> str:
     missing = [s for s in SECTIONS if f'id="{s}"' not in dom]
     if missing:
         raise RenderError(f"the DOM lacks the sections {missing}")
+    first = re.search(r'<section id="([^"]+)"', dom)
+    if first is None or first.group(1) != "verdict":
+        raise RenderError(f"the first section is {first and first.group(1)!r}, not the verdict")
     images = len(re.findall(r"<img\b", dom))
     return f"{tables} tables, {images} images, {len(dom)} characters"
 
 
-def check_screenshot(url: str, binary: str, out: Path, timeout: float) -> str:
-    """Write a 1280x2400 screenshot to `out`; raises RenderError unless it is a non-empty PNG."""
+def check_screenshot(url: str, binary: str, out: Path, timeout: float, size: str = FULL_PAGE) -> str:
+    """Write a `size` ("w,h") screenshot to `out`; raises RenderError unless it is a non-empty PNG."""
     out.unlink(missing_ok=True)
-    chromium([f"--screenshot={out}", "--window-size=1280,2400", url], binary, timeout)
+    chromium([f"--screenshot={out}", f"--window-size={size}", url], binary, timeout)
     if not out.is_file() or not out.read_bytes().startswith(PNG_MAGIC):
         raise RenderError(f"chromium wrote no PNG screenshot to {out}")
     return f"screenshot {out} ({out.stat().st_size} bytes)"
@@ -83,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("dom:", check_dom(url, binary, args.min_tables, args.timeout))
         print(check_screenshot(url, binary, shot.resolve(), args.timeout))
+        first = shot.with_name(shot.stem + "_first_screen.png").resolve()
+        print(check_screenshot(url, binary, first, args.timeout, FIRST_SCREEN))
     except (RenderError, OSError) as exc:
         print(f"error: rendering {args.report} failed: {exc}", file=sys.stderr)
         return 1

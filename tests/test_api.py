@@ -33,9 +33,44 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
     config = json.loads(run.config.read_text())
-    assert config["config"]["params"]["c"] > 0 and config["split_hash"] == metrics["split_hash"]
+    assert config["config"]["params"]["w_keep"] > 0 and config["split_hash"] == metrics["split_hash"]
     emb = np.load(run.root / "embeddings_unlearned.npy")
     assert emb.shape == (len(json.loads(split.read_text())["records"]), 8)
+
+
+UNLEARN_STAGES = ["load_split", "load_model", "embed_original", "load_train_images", "evaluate_original",
+                  "cache_views", "method_setup", "train", "finalize", "save_model", "embed_unlearned",
+                  "evaluate_unlearned", "write_outputs"]
+
+
+def test_unlearn_timings_are_each_stage_once_summing_to_the_total(split, tmp_path, make_tiny_model):
+    from faceforget.timings import Stopwatch
+
+    ticks = iter(range(1000))
+    watch = Stopwatch(lambda: float(next(ticks)))  # every clock read is one second later
+    result = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False,
+                         watch=watch)
+    timings = json.loads(result.run.metrics.read_text())["timings"]
+    assert sorted(timings) == sorted([f"{s}_s" for s in UNLEARN_STAGES] + ["total_s"])
+    assert all(timings[f"{s}_s"] == 1.0 for s in UNLEARN_STAGES)  # one lap each: no stage measured twice
+    assert timings["total_s"] == len(UNLEARN_STAGES)
+    real = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run2", progress=False)
+    t = real.metrics["timings"]
+    assert t["total_s"] == pytest.approx(sum(v for k, v in t.items() if k != "total_s"), abs=1e-9)
+
+
+def test_verdict_bars_are_recorded_but_not_part_of_the_job_signature(split, make_tiny_model):
+    from faceforget.data.split import load_split
+    from faceforget.workspace import cell_signature
+
+    manifest, model = load_split(split, progress=False), make_tiny_model()
+    base = api.resolve_config(SMALL, None)
+    stricter = api.resolve_config(SMALL | {"verdict": {"forget_r1_max": 0.01}}, None)
+    (sig_a, resolved_a), (sig_b, resolved_b) = (cell_signature(c, manifest, "tiny", model) for c in (base, stricter))
+    assert sig_a == sig_b  # a new bar re-judges a finished run; it does not retrain it
+    assert resolved_a["verdict"]["forget_r1_max"] == 0.10 and resolved_b["verdict"]["forget_r1_max"] == 0.01
+    other = api.resolve_config(SMALL | {"engine": SMALL["engine"] | {"steps": 4}}, None)
+    assert cell_signature(other, manifest, "tiny", model)[0] != sig_a
 
 
 def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):

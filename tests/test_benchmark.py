@@ -66,7 +66,7 @@ def test_unknown_method_in_config_lists_valid_ones(tmp_path):
 
 
 def test_variants_of_one_method_are_separate_rows(toy_dataset, toy_distractors, tmp_path, tiny_registered):
-    variant = {"dispersion_no_keep": {"method": "dispersion", "params": {"c": 0}},
+    variant = {"dispersion_no_keep": {"method": "dispersion", "params": {"w_keep": 0}},
                "dispersion_last1": {"method": "dispersion", "engine": {"trainable": "last:1"}}}
     cfg = _config(toy_dataset, toy_distractors, tmp_path / "b", methods=("dispersion",), extra=variant)
     cfg = cfg.model_copy(update={"seeds": [0]})
@@ -78,4 +78,4 @@ def test_variants_of_one_method_are_separate_rows(toy_dataset, toy_distractors, 
     assert rows["dispersion_last1"]["unlearned"]["forget"]["n_queries"] > 0
     assert "dispersion_no_keep" in (tmp_path / "b" / "results.md").read_text()
     assert json.loads((tmp_path / "b" / "seed0" / "dispersion_no_keep" / "config.json").read_text())[
-        "config"]["params"]["c"] == 0
+        "config"]["params"]["w_keep"] == 0

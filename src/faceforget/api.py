@@ -1,6 +1,7 @@
 """The Python API behind the CLI: protocol, evaluate, unlearn (each stage composed from the packages)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from faceforget.models.checkpoint import model_fingerprint
 from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder
+from faceforget.timings import Stopwatch
 from faceforget.unlearn.registry import get_method
 from faceforget.workspace import prepare, run_in_workspace
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
     from faceforget.eval.audits import AuditInputs
     from faceforget.eval.embed import Embedded
+    from faceforget.eval.verdict import Verdict
     from faceforget.index.gallery import Gallery, Hit
 
 
@@ -54,6 +57,11 @@ def _as_manifest(split: str | Path | SplitManifest, data: str | Path | None, pro
 
 def _as_model(model: str | FaceModel) -> FaceModel:
     return model if isinstance(model, FaceModel) else load_model(str(model))
+
+
+def _spec_of(model: str | FaceModel) -> str:
+    """How a model was asked for (registered name or model.pt path) as results record it."""
+    return model.name if isinstance(model, FaceModel) else str(model)
 
 
 def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, capture_at: int = 0,
@@ -101,41 +109,37 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
-            out: str | Path, progress: bool = True, device: str | None = None,
+            out: str | Path, progress: bool = True, watch: Stopwatch | None = None, device: str | None = None,
             amp: bool | None = None) -> UnlearnResult:
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
-    split and model are the same (checkpoints every `engine.checkpoint_every` steps). `device` / `amp`
-    override the config's `runtime`. Under torchrun only rank 0 writes `out` (docs/scale.md).
+    split and model are the same (checkpoints every `engine.checkpoint_every` steps). metrics.json's
+    timings are the stages of this call, or of `watch` (a longer job's stopwatch, e.g. the demo's).
+    `device` / `amp` override the config's `runtime`; under torchrun only rank 0 writes `out` (docs/scale.md).
     """
+    watch = Stopwatch() if watch is None else watch
     cfg = resolve_config(config, method)
     overrides = {k: v for k, v in (("device", device), ("amp", amp)) if v is not None}
     cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update=overrides)})
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
+    watch.lap("load_split")
     original = _as_model(model)
-    spec = str(model) if not isinstance(model, FaceModel) else original.name
-    ws = prepare(original, spec, manifest, cfg.engine.trainable, cfg.eval, progress, cfg.runtime.device)
-    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress)
+    watch.lap("load_model")
+    ws = prepare(original, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch,
+                 cfg.runtime.device)
+    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, watch)
     return UnlearnResult(run, unlearned, metrics)
 
 
 def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInputs":
     """The audits' view of one model: embeddings (aligned with manifest.records) grouped by role."""
-    from faceforget.eval.audits import AuditInputs, EmbeddingSet
+    from faceforget.eval.audits import AuditInputs
 
-    roles = np.array([r.role for r in manifest.records])
-    labels = np.array([r.identity for r in manifest.records])
-    paths = np.array([r.path for r in manifest.records])
-
-    def role(name: str) -> EmbeddingSet:
-        sel = roles == name
-        return EmbeddingSet(embeddings[sel], labels[sel], tuple(paths[sel]))
-
-    distractors = role("distractor") if (roles == "distractor").any() else None
-    return AuditInputs(role("forget_train"), role("forget_test"), role("retain_test"), distractors)
+    return AuditInputs.from_records(embeddings, [r.role for r in manifest.records],
+                                    [r.identity for r in manifest.records], [r.path for r in manifest.records])
 
 
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
@@ -147,24 +151,27 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
     With `run` (a run folder from `unlearn`), its stored embeddings of both models are audited and
     nothing is re-embedded; otherwise both models embed the split's images.
     """
-    from faceforget.eval.audits import run_audits
-    from faceforget.report.tables import audit_summary
+    from faceforget.eval.audits import audit_embeddings
 
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
+    features: tuple[dict, dict] = ({}, {})
     if run is not None:
         folder = RunFolder(Path(run))
         if folder.read_metrics()["split_hash"] != manifest.hash:
             raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
         before = np.load(folder.root / "embeddings_original.npy", allow_pickle=False)
         after = np.load(folder.root / "embeddings_unlearned.npy", allow_pickle=False)
+        for space in ("penultimate", "suffix_input"):
+            files = [folder.root / f"features_{space}_{m}.npy" for m in ("original", "unlearned")]
+            if all(f.is_file() for f in files):
+                features[0][space], features[1][space] = (np.load(f, allow_pickle=False) for f in files)
     else:
         if unlearned is None:
             raise ValueError("give the unlearned model or a run folder")
         before = _embed_manifest(_as_model(original), manifest, cfg, progress=progress).embeddings
         after = _embed_manifest(_as_model(unlearned), manifest, cfg, progress=progress).embeddings
-    table = audit_summary(run_audits(audit_inputs(before, manifest), audit_inputs(after, manifest), seed))
-    result = {"split_hash": manifest.hash, "seed": seed, "audits": table}
+    result = audit_embeddings(manifest, before, after, seed, *features)
     if out is not None:
         write_json_atomic(out, result)
     return result
@@ -195,7 +202,8 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
     emb = embed_paths(face_model, paths, batch_size=batch_size, progress=progress,
                       description=f"indexing {len(paths)} images").embeddings
     rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records, strict=True)]
-    gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind)
+    gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind,
+                            model=_spec_of(model))
     gallery.save(out)
     return gallery
 
@@ -233,31 +241,70 @@ def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: 
 
     face_model = _as_model(model)
     return rebuild(gallery_dir, _embed_fn(face_model), model_fingerprint=model_fingerprint(face_model),
-                   progress=progress)
+                   progress=progress, model=_spec_of(model))
+
+
+def _read_audits(folder: RunFolder) -> dict | None:
+    """The run folder's audits.json table, or None when `audit` has not written one."""
+    path = folder.root / "audits.json"
+    return json.loads(path.read_text())["audits"] if path.is_file() else None
+
+
+def _gallery_check_dict(gallery: dict | str | Path | None) -> dict | None:
+    """A gallery check given as its dict or as the path of the gallery.json holding it."""
+    if gallery is None or isinstance(gallery, dict):
+        return gallery
+    path = Path(gallery)
+    if not path.is_file():
+        raise FileNotFoundError(f"gallery check not found: {path}")
+    return json.loads(path.read_text())
 
 
 def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Path | None = None,
-           out: str | Path | None = None, points: list[dict] | None = None, progress: bool = True) -> dict:
-    """Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one)."""
-    import json
+           out: str | Path | None = None, points: list[dict] | None = None, progress: bool = True,
+           gallery: dict | str | Path | None = None) -> dict:
+    """
+    Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one).
 
+    `gallery`: the gallery check ({"before", "after"}, or the gallery.json `demo` writes) for the verdict.
+    """
     from faceforget.report.html import write_report
     from faceforget.report.inputs import ReportInputs
 
     manifest = _as_manifest(split, data, progress)
     folder = RunFolder(Path(run))
-    audits_path = folder.root / "audits.json"
-    audits = json.loads(audits_path.read_text())["audits"] if audits_path.is_file() else None
-    inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=audits, points=points or ())
+    inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=_read_audits(folder), points=points or (),
+                                          gallery=_gallery_check_dict(gallery))
     return write_report(inputs, out or folder.root)
 
 
+def verdict(run: str | Path | None, *, audits: dict | None = None,
+            gallery: dict | str | Path | None = None) -> "Verdict":
+    """
+    The acceptance checks (docs/report.md) of a run folder's metrics, held to the bars its config recorded.
+
+    `audits` (`audit`'s table) and `gallery` (the gallery check) are what was measured besides; without
+    them, and without a run, those checks are "not measured".
+    """
+    from faceforget.config import VerdictConfig
+    from faceforget.eval.verdict import judge, thresholds_of
+
+    metrics, thresholds = None, VerdictConfig()
+    if run is not None:
+        folder = RunFolder(Path(run))
+        metrics = folder.read_metrics()
+        if folder.config.is_file():
+            thresholds = thresholds_of(json.loads(folder.config.read_text()))
+    return judge(metrics, audits, _gallery_check_dict(gallery), thresholds)
+
+
 def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
-                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None) -> dict:
+                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None, model: str | None = None) -> dict:
     """
     Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
 
-    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images.
+    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images
+    (made by `model`, the spec recorded with the gallery).
     """
     from faceforget.index.gallery import Gallery
     from faceforget.index.rebuild import rebuild
@@ -266,7 +313,7 @@ def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: 
         lookup = {str(p): i for i, p in enumerate(record_paths(manifest.records, manifest.data_root,
                                                                manifest.distractor_root))}
         rebuild(gallery_dir, lambda paths: rebuild_from[[lookup[str(p)] for p in paths]],
-                model_fingerprint=model_fingerprint_, progress=False)
+                model_fingerprint=model_fingerprint_, progress=False, model=model)
     gallery = Gallery.load(gallery_dir)
     queries = [i for i, r in enumerate(manifest.records) if r.role == "forget_test"]
     paths = record_paths([manifest.records[i] for i in queries], manifest.data_root, manifest.distractor_root)
@@ -284,21 +331,23 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     The whole job on LFW: protocol -> evaluate -> unlearn (dispersion) -> audit -> gallery rebuild -> report.
 
     LFW is for research use only. The gallery is built from the split's held-out photos and distractors
-    with the original model, then rebuilt with the unlearned one.
+    with the original model, then rebuilt with the unlearned one. One stopwatch times every stage; the
+    run's metrics.json gets them (the report shows them up to the report itself).
     """
     from faceforget.data.lfw import locate_lfw
     from faceforget.index.gallery import Gallery
 
+    watch = Stopwatch()
     root = locate_lfw(data, download=download)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = make_split(root / "dlib150", forget=forget, seed=seed, distractors=root / "distractors_dlib150",
                           out=out / "split.json", progress=progress)
+    watch.lap("protocol")
     cfg = resolve_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
-    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress)
-    audits = audit(None, None, manifest, run=result.run.root, seed=seed, out=result.run.root / "audits.json",
-                   progress=progress)
+    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress, watch=watch)
+    audits = json.loads((result.run.root / "audits.json").read_text())  # written (and timed) by the run itself
     before = np.load(result.run.root / "embeddings_original.npy")
     after = np.load(result.run.root / "embeddings_unlearned.npy")
     roles = ("forget_test", "retain_test", "distractor")
@@ -307,10 +356,23 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
         record_paths([manifest.records[i] for i in idx], manifest.data_root, manifest.distractor_root),
         [manifest.records[i] for i in idx], strict=True)]
     gallery_dir = out / "gallery"
-    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib"))).save(gallery_dir)
+    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib")),
+                  model="dlib").save(gallery_dir)
     gallery = {"before": gallery_check(gallery_dir, manifest, before, ""),
                "after": gallery_check(gallery_dir, manifest, after, model_fingerprint(result.model),
-                                      rebuild_from=after)}
+                                      rebuild_from=after, model=str(result.run.model))}
     write_json_atomic(out / "gallery.json", gallery)
-    report(result.run.root, manifest, out=out, progress=progress)
-    return {"out": str(out), "metrics": result.metrics, "audits": audits["audits"], "gallery": gallery}
+    watch.lap("gallery")
+    _record_timings(result.run, watch)
+    report(result.run.root, manifest, out=out, progress=progress, gallery=gallery)
+    watch.lap("report")
+    metrics = _record_timings(result.run, watch)
+    return {"out": str(out), "metrics": metrics, "audits": audits["audits"], "gallery": gallery,
+            "verdict": verdict(result.run.root, audits=audits["audits"], gallery=gallery).as_dict()}
+
+
+def _record_timings(run: RunFolder, watch: Stopwatch) -> dict:
+    """Replace the timings in the run's metrics.json with `watch`'s stages so far; returns the new metrics."""
+    metrics = run.read_metrics() | {"timings": watch.timings()}
+    write_json_atomic(run.metrics, metrics)
+    return metrics

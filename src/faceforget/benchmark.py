@@ -11,6 +11,7 @@ identities' photos are re-enrolled from held-out images the metrics are the orig
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -117,11 +118,20 @@ def _start_of(model: FaceModel) -> Callable[[str], int]:
     return lambda trainable: first_trainable_block(model, trainable)
 
 
-def _reference_rows(metrics: dict, seed: int, split_hash: str) -> list[dict]:
-    """Original and Gallery delete rows (unchanged model: before == after)."""
+def _audits_after(run: RunFolder, model: Literal["before", "after"] = "after") -> dict:
+    """{audit: {after, chance}} of a finished cell, for its unlearned model or (before) the original."""
+    path = run.root / "audits.json"
+    if not path.is_file():
+        return {}
+    return {name: {"after": a[model], "chance": a["chance"]}
+            for name, a in json.loads(path.read_text())["audits"].items()}
+
+
+def _reference_rows(metrics: dict, seed: int, split_hash: str, audits: dict) -> list[dict]:
+    """Original and Gallery delete rows (unchanged model: before == after, audits of the original)."""
     return [{"method": name, "row": name, "seed": seed, "split_hash": split_hash, "original": metrics,
-             "unlearned": metrics, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"unlearn_wall_s": 0.0}}
-            for name in REFERENCE_ROWS]
+             "unlearned": metrics, "summary": {"E": 0.0, "U": 1.0, "H": 0.0}, "timings": {"total_s": 0.0},
+             "audits": audits} for name in REFERENCE_ROWS]
 
 
 def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
@@ -145,9 +155,9 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
                     earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(original))
                     ws = prepare(original, cfg.model, manifest, earliest, cfg.eval, progress)
                 run_in_workspace(ws, cells[name], run.root, progress)
-            results.append(run.read_metrics() | {"row": name})
+            results.append(run.read_metrics() | {"row": name, "audits": _audits_after(run)})
         original = ws.metrics if ws is not None else results[-1]["original"]
-        results += _reference_rows(original, seed, manifest.hash)
+        results += _reference_rows(original, seed, manifest.hash, _audits_after(run, "before"))
     write_results(results, out)
     return results
 

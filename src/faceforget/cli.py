@@ -22,6 +22,18 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(code=2) from None
 
 
+STRICT_HELP = "exit 1 when a measured acceptance check fails (checks not measured do not fail)"
+
+
+def _print_verdict(verdict: dict, strict: bool) -> None:
+    """Print the compact verdict; with --strict, exit 1 when a measured check failed (2 stays user error)."""
+    from faceforget.report.tables import verdict_markdown
+
+    typer.echo(verdict_markdown(verdict))
+    if strict and verdict["status"] == "fail":
+        raise typer.Exit(code=1)
+
+
 def _read_names(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"forget list not found: {path}")
@@ -89,22 +101,26 @@ def unlearn(
     method: Optional[str] = typer.Option(None, help="unlearning method (default: the config's, dispersion)"),
     config: Optional[Path] = typer.Option(None, help="YAML: method, params, engine, eval"),
     output: Path = typer.Option(..., "-o", "--output", help="run folder"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     device: Optional[str] = typer.Option(None, help="torch device for every stage, e.g. cuda (default: config)"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: config)"),
 ) -> None:
     """Unlearn the split's forget identities; write the model, config snapshot and before/after metrics."""
     from faceforget import api
     from faceforget.report.tables import metrics_markdown
+    from faceforget.timings import unlearn_seconds
 
     with _errors():
         result = api.unlearn(model, data, split, method=method, config=config, out=output, device=device, amp=amp)
+        if not result.metrics:  # a torchrun rank other than 0: rank 0 writes and prints
+            return
+        verdict = api.verdict(output).as_dict()
     m = result.metrics
-    if not m:  # a torchrun rank other than 0: rank 0 writes and prints
-        return
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     s, t = m["summary"], m["timings"]
-    typer.echo(f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}; unlearning took {t['unlearn_wall_s']:.0f} s; "
-               f"run folder {output}")
+    typer.echo(f"E={s['E']:.3f} U={s['U']:.3f} H={s['H']:.3f}; unlearning took {unlearn_seconds(t):.0f} s, "
+               f"the whole command {t['total_s']:.0f} s; run folder {output}")
+    _print_verdict(verdict, strict)
 
 
 @app.command()
@@ -116,6 +132,7 @@ def audit(
     data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="audits.json"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """Attack the forgetting: re-enrolment, linear probe, threshold, membership inference (before/after)."""
     from faceforget import api
@@ -123,7 +140,9 @@ def audit(
 
     with _errors():
         result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output)
+        verdict = api.verdict(run, audits=result["audits"]).as_dict()
     typer.echo(markdown_table(*audit_rows(result["audits"])))
+    _print_verdict(verdict, strict)
 
 
 index_app = typer.Typer(no_args_is_help=True, help="FAISS gallery: build, search, delete identities, rebuild.")
@@ -211,12 +230,15 @@ def report(
     split: Path = typer.Option(..., help="split.json the run was made with"),
     data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder (default: the run folder)"),
+    gallery_check: Optional[Path] = typer.Option(None, help="gallery.json (gallery top-1 before/after, as `demo` "
+                                                 "writes it) for the verdict"),
 ) -> None:
     """Write report.html (self-contained), report.md and report.json for a run."""
     from faceforget import api
 
     with _errors():
-        api.report(run, split, data=data, out=output)
+        written = api.report(run, split, data=data, out=output, gallery=gallery_check)
+    typer.echo(f"verdict: {written['verdict']['headline']}")
     typer.echo(f"wrote {(output or run) / 'report.html'}")
 
 
@@ -228,6 +250,7 @@ def demo(
     seed: int = typer.Option(0),
     config: Optional[Path] = typer.Option(None, help="YAML overriding the dispersion defaults"),
     download: bool = typer.Option(False, "--download", help="download and prepare LFW if it is not found"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """The whole job on LFW (research use only): protocol, unlearn, evaluate, audit, rebuild gallery, report."""
     from faceforget import api
@@ -241,7 +264,10 @@ def demo(
     g = result["gallery"]
     typer.echo(f"gallery: forget photos whose top-1 is the same person: {g['before']['forget_top1_same_identity']:.3f}"
                f" before, {g['after']['forget_top1_same_identity']:.3f} after the rebuild")
-    typer.echo(f"report: {output / 'report.html'}")
+    typer.echo(f"search the rebuilt gallery: faceforget index search --gallery {output / 'gallery'} "
+               f"--model {output / 'run' / 'model.pt'} FACE.jpg")
+    typer.echo(f"report: {output / 'report.html'}; the demo took {m['timings']['total_s']:.0f} s")
+    _print_verdict(result["verdict"], strict)
 
 
 def main() -> None:

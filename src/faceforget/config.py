@@ -58,6 +58,24 @@ class EvalConfig(_Strict):
     knn: Literal["exact", "torch", "faiss"] = "exact"  # torch/faiss: top-k, R@k and mAP@R only
 
 
+class VerdictConfig(_Strict):
+    """The acceptance bars a run is held to (`eval.verdict`); defaults are the project's, see docs/report.md."""
+
+    forget_r1_max: float = Field(0.10, ge=0, le=1, description="held-out forget R@1 at most this")
+    forget_map_max: float = Field(0.10, ge=0, le=1, description="held-out forget mAP at most this")
+    seen_forget_r1_max: float = Field(0.05, ge=0, le=1, description="forget R@1 on the photos the unlearning saw")
+    reenrol_top1_max: float = Field(0.10, ge=0, le=1, description="re-enrolment attack top-1 hit rate")
+    probe_chance_factor_max: float = Field(2.0, ge=1, description="linear-probe accuracy at most this x chance")
+    threshold_accept_max: float = Field(0.05, ge=0, le=1, description="share of genuine forget pairs a verifier "
+                                        "at the original threshold still accepts")
+    mia_distinguishability_max: float = Field(0.10, ge=0, le=0.5, description="membership inference |AUC - 0.5|")
+    retain_map_ratio_min: float = Field(0.97, ge=0, le=1, description="retain (and lookalike) mAP at least "
+                                        "this x the original model's")
+    retain_r1_drop_max: float = Field(0.01, ge=0, le=1, description="retain (and lookalike) R@1 drop at most this")
+    gallery_top1_max: float = Field(0.10, ge=0, le=1, description="forget photos whose gallery top-1 is the same "
+                                    "person after the rebuild")
+
+
 class RuntimeConfig(_Strict):
     """Where a run executes, not what it computes: left out of the job signature (docs/scale.md)."""
 
@@ -73,6 +91,7 @@ class UnlearnConfig(_Strict):
     params: dict = Field(default_factory=dict)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
 

@@ -134,7 +134,17 @@ def test_save_load_roundtrip(toy_embeddings, tmp_path, kind):
 def test_load_rejects_other_model(toy_embeddings, tmp_path):
     x, records = toy_embeddings(15)
     Gallery.build(x, records, model_fingerprint="old").save(tmp_path)
-    with pytest.raises(ValueError, match="built with model 'old'.*rebuild"):
+    with pytest.raises(ValueError, match=r"\(fingerprint old\), not with the given model \(fingerprint new\): "
+                       "search it with the model it was built with, or rebuild"):
+        Gallery.load(tmp_path, model_fingerprint="new")
+
+
+def test_other_model_error_names_the_model_to_pass(toy_embeddings, tmp_path):
+    x, records = toy_embeddings(15)
+    Gallery.build(x, records, model_fingerprint="old", model="demo/run/model.pt").save(tmp_path)
+    assert Gallery.load(tmp_path).model == "demo/run/model.pt"
+    with pytest.raises(ValueError, match="built with model demo/run/model.pt .*: search it with --model "
+                       "demo/run/model.pt, or rebuild"):
         Gallery.load(tmp_path, model_fingerprint="new")
 
 

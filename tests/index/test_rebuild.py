@@ -41,9 +41,10 @@ def _queries(n: int = 10, dim: int = 16) -> np.ndarray:
 def test_successful_rebuild_swaps_model_and_cleans_up(saved, fake_model, brute_topk, hit_arrays):
     gdir, old = saved
     embed, calls = _recording(fake_model("b", 24))
-    new = rebuild(gdir, embed, model_fingerprint="model-b", batch_size=7, progress=False)
+    new = rebuild(gdir, embed, model_fingerprint="model-b", batch_size=7, progress=False, model="run/model.pt")
     assert calls == [Path(ROOT) / r.path for r in old.rows]  # deleted rows are never re-embedded
     loaded = Gallery.load(gdir, model_fingerprint="model-b")
+    assert loaded.model == "run/model.pt" and old.model is None  # the new model's spec is recorded
     assert loaded.rows == old.rows and (loaded.dim, loaded.kind, loaded.root) == (24, "flat", ROOT)
     ids = np.array([r.id for r in old.rows])
     q = _queries(dim=24)

@@ -75,3 +75,43 @@ def raw_audits(report_fixture: tuple) -> dict:
 def report_run(report_inputs: ReportInputs) -> dict:
     """The report dict of `report_inputs` (figures rendered once per session)."""
     return report_data(report_inputs)
+
+
+def _group(r1: float, mAP: float, n: int = 30) -> dict:
+    return {"R@1": r1, "R@5": min(1.0, 2 * r1), "R@10": min(1.0, 3 * r1), "mAP": mAP, "mAP@R": mAP, "CS": 0.5,
+            "n_queries": n, "chance": {"R@1": 0.05, "mAP": 0.04}}
+
+
+def _audit(after: float, before: float, chance: float) -> dict:
+    return {"before": before, "after": after, "chance": chance, "details_before": {}, "details_after": {}}
+
+
+VERDICT_CASES = {
+    # every value inside its bar (the bars' defaults: docs/report.md)
+    "pass": {"forget": _group(0.08, 0.05), "forget_seen": _group(0.03, 0.02), "retain": _group(0.955, 0.91),
+             "audits": {"reenrol": _audit(0.06, 0.95, 0.02), "probe": _audit(0.25, 1.0, 0.15),
+                        "threshold": _audit(0.01, 0.97, 0.001), "mia": _audit(0.55, 0.50, 0.5)},
+             "gallery_after": 0.07},
+    # the demo report of issue 9: forgetting half done, the identity still recoverable
+    "fail": {"forget": _group(0.557, 0.261), "forget_seen": _group(0.337, 0.2), "retain": _group(0.945, 0.894),
+             "audits": {"reenrol": _audit(0.25, 0.95, 0.02), "probe": _audit(0.714, 1.0, 0.171),
+                        "threshold": _audit(0.02, 0.97, 0.001), "mia": _audit(0.157, 0.564, 0.5)},
+             "gallery_after": 0.557},
+}
+
+
+@pytest.fixture
+def verdict_inputs() -> callable:
+    """Factory: ReportInputs of a run whose checks all pass ("pass") or mostly fail ("fail"), hand-made numbers."""
+    def make(case: str, *, audits: bool = True, gallery: bool = True, history: tuple = ()) -> ReportInputs:
+        c = VERDICT_CASES[case]
+        original = {"forget": _group(0.977, 0.909), "forget_seen": _group(1.0, 0.99), "retain": _group(0.961, 0.930)}
+        unlearned = {g: c[g] for g in ("forget", "forget_seen", "retain")}
+        metrics = {"method": "dispersion", "split_hash": "ab" * 32, "signature": "0123abcd", "seed": 0,
+                   "original": original, "unlearned": unlearned, "summary": summary_scores(original, unlearned),
+                   "timings": {"embed_original_s": 2.0, "train_s": 5.5, "total_s": 7.5}}
+        check = {"before": {"forget_top1_same_identity": 0.986},
+                 "after": {"forget_top1_same_identity": c["gallery_after"]}}
+        return ReportInputs(metrics, history=list(history), audits=c["audits"] if audits else None,
+                            gallery=check if gallery else None, title=f"{case} case")
+    return make

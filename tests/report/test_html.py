@@ -101,8 +101,10 @@ def test_html_is_self_contained(report_run: dict, page: str) -> None:
     assert all(s.startswith(prefix) for s in parser.srcs)
     images = [base64.b64decode(s[len(prefix):]) for s in parser.srcs]
     assert images == list(report_run["figures"].values()) and all(i.startswith(PNG_MAGIC) for i in images)
-    assert parser.tags["table"] == 9  # split, run, params, metrics, 2 x deltas, audits, timings, environment
-    assert all(f'id="{s}"' in page for s in ("summary", "split", "run", "metrics", "audits", "figures"))
+    # verdict, metrics, 2 x deltas, audits, split, glossary, timings, environment, run, params
+    assert parser.tags["table"] == 11
+    sections = ("verdict", "summary", "metrics", "audits", "figures", "split", "glossary", "timings", "run")
+    assert re.findall(r'<section id="([a-z]+)"', page) == list(sections)
 
 
 def test_report_without_split_or_figures(report_inputs: ReportInputs) -> None:

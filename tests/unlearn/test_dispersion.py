@@ -1,15 +1,19 @@
 """Dispersion on the toy fixture: forget identities stop being retrievable, retain ones stay; masks hold."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from faceforget.config import EngineConfig
 from faceforget.eval import metrics
+from faceforget.models.features import penultimate_features
 from faceforget.unlearn.engine import run_engine
+from faceforget.unlearn.methods.dispersion import Dispersion
 from faceforget.unlearn.registry import get_method
 
 # the tiny model has 16 fc inputs for 24 images: the closed-form refit would undo the toy forgetting
-PARAMS = {"c": 10, "refit": False, "b": 1, "e": 0, "margin": 0.1}
+PAPER = {"w_target": 0, "w_keep": 10, "refit": False, "w_uniform": 1, "w_hard": 1, "hard_margin": 0.1}
+TARGET = {"w_keep": 10, "refit": False}
 CFG = dict(steps=60, lr=3e-3, forget_views=1, retain_views=1, retain_batch=16, forget_per_identity=4,
            trainable="all", batch_size_embed=8)
 
@@ -24,8 +28,10 @@ def _map(emb, labels, queries):
     return metrics.summarise(qm)["mAP"]
 
 
-def test_dispersion_makes_forget_unretrievable_and_keeps_retain(trained_tiny_model, toy_data):
-    result = run_engine(get_method("dispersion", PARAMS), trained_tiny_model, toy_data, EngineConfig(**CFG),
+@pytest.mark.parametrize("params", [PAPER, TARGET, TARGET | {"target_space": "output", "target_map": "scaled"}],
+                         ids=["uniform+hard", "target-penultimate-ot", "target-output-scaled"])
+def test_dispersion_makes_forget_unretrievable_and_keeps_retain(trained_tiny_model, toy_data, params):
+    result = run_engine(get_method("dispersion", params), trained_tiny_model, toy_data, EngineConfig(**CFG),
                         progress=False)
     pixels = torch.cat([toy_data.forget_pixels, toy_data.retain_pixels])
     labels = torch.cat([toy_data.forget_labels, toy_data.retain_labels]).numpy()
@@ -46,3 +52,31 @@ def test_selective_mask_limits_which_weights_change(trained_tiny_model, toy_data
         changed += int((before != after).sum())
         total += before.numel()
     assert 0 < changed <= density * total + 1
+
+
+def test_old_knob_names_are_rejected_with_the_new_ones():
+    with pytest.raises(ValueError, match=r"a -> w_uniform, c -> w_keep"):
+        get_method("dispersion", {"a": 1, "c": 2})
+
+
+class _Captured(Dispersion):
+    """Dispersion that keeps its context, to inspect what setup computed."""
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        self.ctx = ctx
+
+
+def test_mixup_targets_are_the_map_of_the_mixed_inputs(trained_tiny_model, toy_data):
+    method = _Captured({"mixup": 0.5, "refit": False})
+    result = run_engine(method, trained_tiny_model, toy_data, EngineConfig(**{**CFG, "steps": 1}), progress=False)
+    assert "target" in result.history[0]
+    ctx = method.ctx
+    part = ctx.forget.take(torch.arange(len(ctx.forget)))
+    inputs, targets = method._mixed(part, ctx, step=0)
+    mixed = (inputs != part.inputs).flatten(1).any(1)
+    assert int(mixed.sum()) == round(0.5 * len(part))  # every mixed row has another view of its person
+    np.testing.assert_allclose(targets[~mixed].numpy(), ctx.state["targets"][~mixed].numpy())
+    features = penultimate_features(ctx.original, inputs[mixed], ctx.start)
+    expected = ctx.state["target_map"](features, part.labels[mixed])
+    np.testing.assert_allclose(targets[mixed].numpy(), expected.numpy(), atol=1e-5)

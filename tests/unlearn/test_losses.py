@@ -174,3 +174,16 @@ def test_cone_loss_matches_loop_and_is_zero_inside():
     zg = z.clone().requires_grad_(True)
     losses.cone_loss(zg, mean, floor).backward()
     assert torch.isfinite(zg.grad).all() and zg.grad[3].abs().sum() > 0
+
+
+def test_whitened_sq_distance_by_hand():
+    from faceforget.unlearn.losses import whitened_sq_distance
+
+    x = torch.tensor([[1.0, 2.0], [0.0, 0.0]], requires_grad=True)
+    w = torch.diag(torch.tensor([1.0, 0.5]))
+    # row 1: (1, 1) -> 2 / d = 1; row 2: 0 -> mean 0.5
+    loss = whitened_sq_distance(x, torch.zeros(2, 2), w)
+    assert abs(float(loss) - 0.5) < 1e-7
+    loss.backward()
+    assert torch.isfinite(x.grad).all()
+    assert float(whitened_sq_distance(torch.zeros(0, 2), torch.zeros(0, 2), w)) == 0.0

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceforget.unlearn.refit import final_linear, linear_inputs, refit_final_linear, ridge_solve
+from faceforget.models.features import final_linear, penultimate_features
+from faceforget.unlearn.refit import refit_final_linear, ridge_solve
 
 
 def test_ridge_solve_matches_numpy_weighted_least_squares():
@@ -36,7 +37,7 @@ def test_refit_pulls_retain_back_and_holds_forget(trained_tiny_model, toy_data):
     before = err(drifted, retain)
     refit_final_linear(drifted, original, retain, forget, 0, forget_weight=0.2, ridge=1e-6)  # bank layout: NCHW
     assert err(drifted, retain) < 0.1 * before
-    assert linear_inputs(drifted, retain, 0).shape == (len(retain), 16)
+    assert penultimate_features(drifted, retain, 0).shape == (len(retain), 16)
     with torch.no_grad():
         assert float((drifted(forget) - forget_before).norm()) < float((original(forget) - forget_before).norm())
 
@@ -46,3 +47,30 @@ def test_refit_needs_a_final_linear(tiny_model):
     broken.blocks[-1].fc = torch.nn.Identity()
     with pytest.raises(ValueError, match="no `fc` linear"):
         final_linear(broken)
+
+
+def test_ridge_solve_with_null_directions_matches_the_kkt_system():
+    # independent reference: the KKT system of  min sum_i w_i ||W x_i - y_i||^2  s.t.  W D = 0
+    g = torch.Generator().manual_seed(3)
+    x, y, w = torch.randn(40, 5, generator=g), torch.randn(40, 2, generator=g), torch.rand(40, generator=g)
+    d = torch.randn(5, 2, generator=g)
+    got = ridge_solve(x, y, w, ridge=0.0, null=d).numpy()
+    xn, yn, wn, dn = (t.double().numpy() for t in (x, y, w, d))
+    gram, rhs = xn.T @ (wn[:, None] * xn), xn.T @ (wn[:, None] * yn)
+    kkt = np.block([[gram, dn], [dn.T, np.zeros((2, 2))]])
+    ref = np.linalg.solve(kkt, np.vstack([rhs, np.zeros((2, 2))]))[:5].T
+    np.testing.assert_allclose(got, ref, atol=1e-8)
+    np.testing.assert_allclose(got @ dn, 0.0, atol=1e-9)
+
+
+def test_refit_erase_gives_every_forget_identity_the_population_mean_output(trained_tiny_model, toy_data):
+    model = copy.deepcopy(trained_tiny_model)
+    retain = toy_data.retain_pixels.permute(0, 3, 1, 2).float()
+    forget = toy_data.forget_pixels.permute(0, 3, 1, 2).float()
+    refit_final_linear(model, trained_tiny_model, retain, forget, 0, forget_weight=0.2, ridge=1e-6,
+                       forget_labels=toy_data.forget_labels)
+    with torch.no_grad():
+        retain_mean = model(retain).mean(0)
+        for k in toy_data.forget_labels.unique():
+            np.testing.assert_allclose(model(forget[toy_data.forget_labels == k]).mean(0).numpy(),
+                                       retain_mean.numpy(), atol=1e-4)

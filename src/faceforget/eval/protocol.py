@@ -4,8 +4,11 @@ The retrieval protocol: forget / retain queries on held-out photos, and the "see
 Held-out: every `*_test` image queries all other `*_test` images plus the distractors
 (leave-one-out). Seen: every `*_train` image queries the other train images. Each group reports
 R@k, mAP, mAP@R with their chance levels and the compactness (CS) of its identities; retain
-held-out also reports TAR at the configured FARs. The k-NN backend is injected (`knn`, default from
-`EvalConfig.knn`): None ranks exactly; a top-k backend gives R@k and mAP@R only (docs/evaluation.md).
+held-out also reports TAR at the configured FARs. "lookalike": the retain identities that the original
+model puts nearest to each forget identity (`lookalike_identities`), queried like retain: a forgetting that
+also erases people who resemble the forgotten ones shows there (docs/metrics.md). The k-NN backend is
+injected (`knn`, default from `EvalConfig.knn`): None ranks exactly; a top-k backend gives R@k and mAP@R
+only (docs/evaluation.md).
 """
 from __future__ import annotations
 
@@ -26,9 +29,13 @@ GROUPS = {
 
 
 def _group_metrics(emb: np.ndarray, labels: np.ndarray, roles: np.ndarray, query_role: str,
-                   gallery_roles: tuple[str, ...], cfg: EvalConfig, knn: KnnFunc | None) -> dict:
+                   gallery_roles: tuple[str, ...], cfg: EvalConfig, identities: list[str] | None = None,
+                   knn: KnnFunc | None = None) -> dict:
     gallery = np.flatnonzero(np.isin(roles, gallery_roles))
-    queries = np.flatnonzero(roles == query_role)
+    query_mask = roles == query_role
+    if identities is not None:
+        query_mask &= np.isin(labels, identities)
+    queries = np.flatnonzero(query_mask)
     if len(queries) == 0:
         return {"n_queries": 0}
     position = np.full(len(roles), -1)
@@ -53,9 +60,38 @@ def verification(emb: np.ndarray, labels: np.ndarray, fars: tuple[float, ...]) -
     return out
 
 
-def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfig | None = None, *,
-                        knn: KnnFunc | None = None) -> dict:
-    """Metrics of every group for raw embeddings aligned with `manifest.records` (`knn` overrides cfg.knn)."""
+def lookalike_identities(emb: np.ndarray, manifest: SplitManifest, per_forget: int = 3) -> list[str]:
+    """
+    The `per_forget` retain identities whose centroids are nearest (cosine) to each forget identity's.
+
+    Centroids are taken over the *_train photos of `emb` (the original model's, so that before and after
+    are measured on the same people); the union over forget identities, sorted.
+    """
+    z = metrics.l2_normalise(np.asarray(emb, dtype=np.float32))
+    labels = np.array([r.identity for r in manifest.records])
+    roles = np.array([r.role for r in manifest.records])
+
+    def centroids(role: str) -> tuple[np.ndarray, np.ndarray]:
+        names = np.unique(labels[roles == role])
+        rows = [metrics.l2_normalise(z[(roles == role) & (labels == n)].mean(0, keepdims=True))[0] for n in names]
+        return names, np.array(rows).reshape(len(names), z.shape[1])
+
+    forget_names, forget_c = centroids("forget_train")
+    retain_names, retain_c = centroids("retain_train")
+    if len(forget_names) == 0 or len(retain_names) == 0:
+        return []
+    nearest = np.argsort(-(forget_c @ retain_c.T), axis=1, kind="stable")[:, :per_forget]
+    return sorted(set(retain_names[nearest.ravel()].tolist()))
+
+
+def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfig | None = None,
+                        lookalikes: list[str] | None = None, *, knn: KnnFunc | None = None) -> dict:
+    """
+    Metrics of every group for raw embeddings aligned with `manifest.records`.
+
+    `lookalikes` (retain identity names, see `lookalike_identities`) adds the "lookalike" group;
+    `knn` overrides `cfg.knn`.
+    """
     cfg = cfg or EvalConfig()
     knn = knn or knn_backend(cfg.knn)
     if len(emb) != len(manifest.records):
@@ -63,7 +99,9 @@ def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfi
     z = metrics.l2_normalise(np.asarray(emb, dtype=np.float32))
     labels = np.array([r.identity for r in manifest.records])
     roles = np.array([r.role for r in manifest.records])
-    out = {g: _group_metrics(z, labels, roles, q, gal, cfg, knn) for g, (q, gal) in GROUPS.items()}
+    out = {g: _group_metrics(z, labels, roles, q, gal, cfg, knn=knn) for g, (q, gal) in GROUPS.items()}
+    if lookalikes:
+        out["lookalike"] = _group_metrics(z, labels, roles, *GROUPS["retain"], cfg, identities=lookalikes, knn=knn)
     retain = roles == "retain_test"
     if retain.sum() > 1:
         out["retain"].update(verification(z[retain], labels[retain], cfg.fars))

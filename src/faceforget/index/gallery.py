@@ -7,7 +7,9 @@ memory and from the next saved file, and IVF centroids are retrained without the
 dozen vectors can sit close to one person's mean embedding). No tombstones, no separate vector file.
 
 Rows keep a stable integer id for their lifetime (deletes never renumber, rebuilds keep ids). Paths are
-stored as given; with `root` set they are relative to it (`resolve` joins them). On disk: see `store.py`.
+stored as given; with `root` set they are relative to it (`resolve` joins them). `model` records the model
+spec the vectors came from (a registered name or a model.pt path), so a mismatch can name it. On disk:
+see `store.py`.
 """
 from __future__ import annotations
 
@@ -59,14 +61,16 @@ class Gallery:
     """A searchable set of face embeddings with identity metadata; build, search, delete, save, load."""
 
     def __init__(self, index: faiss.Index, rows: Iterable[Row], *, model_fingerprint: str, kind: str,
-                 nprobe: int, root: str | None = None) -> None:
+                 nprobe: int, root: str | None = None, model: str | None = None) -> None:
         self._index, self._rows = index, {r.id: r for r in rows}
         self.model_fingerprint, self.kind, self.nprobe, self.root = model_fingerprint, kind, nprobe, root
+        self.model = model
 
     @classmethod
     def build(cls, embeddings: np.ndarray, records: Sequence[Labelled], *, model_fingerprint: str,
               kind: str = "auto", ivf_threshold: int = 100_000, nprobe: int = 32,
-              root: str | os.PathLike | None = None, ids: Sequence[int] | None = None) -> Gallery:
+              root: str | os.PathLike | None = None, ids: Sequence[int] | None = None,
+              model: str | None = None) -> Gallery:
         """Index `embeddings` (n, dim) for `records` (row i <-> record i); `ids` default to 0..n-1."""
         if kind not in ("auto", *INDEX_KINDS):
             raise ValueError(f"unknown index kind {kind!r}; valid: auto, {', '.join(INDEX_KINDS)}")
@@ -83,7 +87,7 @@ class Gallery:
         rows = [Row(i, str(r.path), str(r.identity)) for i, r in zip(ids, records, strict=True)]
         index = make_index(vectors, np.asarray(ids, dtype=np.int64), kind, nprobe)
         return cls(index, rows, model_fingerprint=model_fingerprint, kind=kind, nprobe=nprobe,
-                   root=None if root is None else str(root))
+                   root=None if root is None else str(root), model=model)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -154,7 +158,7 @@ class Gallery:
     def _write(self, version: Path) -> None:
         with atomic_open(version / INDEX_FILE, "wb") as f:
             faiss.write_index(self._index, faiss.PyCallbackIOWriter(f.write))
-        meta = {"format": FORMAT, "model_fingerprint": self.model_fingerprint, "dim": self.dim,
+        meta = {"format": FORMAT, "model_fingerprint": self.model_fingerprint, "model": self.model, "dim": self.dim,
                 "kind": self.kind, "nprobe": self.nprobe, "root": self.root, "count": len(self),
                 "index_sha256": sha256_file(version / INDEX_FILE), "rows": [asdict(r) for r in self.rows]}
         write_json_atomic(version / META_FILE, meta, indent=None)
@@ -177,10 +181,18 @@ class Gallery:
             raise ValueError(f"{version}: index has dim {index.d} and {index.ntotal} rows, metadata says dim "
                              f"{meta['dim']}, count {meta['count']}, {len(meta['rows'])} rows")
         if model_fingerprint is not None and model_fingerprint != meta["model_fingerprint"]:
-            raise ValueError(f"gallery {directory} was built with model {meta['model_fingerprint']!r}, "
-                             f"not {model_fingerprint!r}; rebuild it for the new model")
+            raise ValueError(_model_mismatch(directory, meta, model_fingerprint))
         return cls(index, [Row(**r) for r in meta["rows"]], model_fingerprint=meta["model_fingerprint"],
-                   kind=meta["kind"], nprobe=meta["nprobe"], root=meta["root"])
+                   kind=meta["kind"], nprobe=meta["nprobe"], root=meta["root"], model=meta.get("model"))
+
+
+def _model_mismatch(directory: str | os.PathLike, meta: dict, given: str) -> str:
+    """The refusal for a search with another model: which model the gallery needs, and the other way out."""
+    built, spec = meta["model_fingerprint"], meta.get("model")
+    use = (f"search it with --model {spec}" if spec else "search it with the model it was built with")
+    return (f"gallery {directory} was built with model {spec or '(not recorded)'} (fingerprint {built}), not "
+            f"with the given model (fingerprint {given}): {use}, or rebuild it for the new model with "
+            f"`faceforget index rebuild --gallery {directory} --model MODEL`")
 
 
 def _read_metadata(path: Path) -> dict:

@@ -22,11 +22,12 @@ EmbedFn = Callable[[list[Path]], np.ndarray]
 
 def rebuild(gallery_dir: str | os.PathLike, embed_fn: EmbedFn, *, model_fingerprint: str,
             batch_size: int = 256, progress: bool = True,
-            on_batch: Callable[[int], None] | None = None) -> Gallery:
+            on_batch: Callable[[int], None] | None = None, model: str | None = None) -> Gallery:
     """
     Embed the live gallery's images with `embed_fn` in batches, save as the new live version, return it.
 
     `on_batch(n)` is called after the n-th batch is embedded (progress reporting; tests raise from it).
+    `model` is the new model's spec, recorded with the gallery.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -45,6 +46,6 @@ def rebuild(gallery_dir: str | os.PathLike, embed_fn: EmbedFn, *, model_fingerpr
                 on_batch(n)
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, old.dim), dtype=np.float32)
     new = Gallery.build(embeddings, rows, model_fingerprint=model_fingerprint, kind=old.kind,
-                        nprobe=old.nprobe, root=old.root, ids=[r.id for r in rows])
+                        nprobe=old.nprobe, root=old.root, ids=[r.id for r in rows], model=model)
     new.save(gallery_dir)
     return new

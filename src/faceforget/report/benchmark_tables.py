@@ -1,27 +1,40 @@
 """The benchmark's comparison table: one row per method, mean +- std over seeds."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from faceforget.report.tables import markdown_table
+from faceforget.timings import unlearn_seconds
 
-# (header, path into a run's metrics.json)
+
+def _at(*path: str) -> Callable[[Mapping], float]:
+    """Getter of the number at `path` in a run's metrics.json (NaN where it is missing)."""
+    def get(run: Mapping) -> float:
+        value: object = run
+        for key in path:
+            value = value.get(key, float("nan")) if isinstance(value, Mapping) else float("nan")
+        return float(value)
+    return get
+
+
+# (header, getter from a run's metrics.json)
 COLUMNS = (
-    ("forget R@1", ("unlearned", "forget", "R@1")), ("forget mAP", ("unlearned", "forget", "mAP")),
-    ("forget CS", ("unlearned", "forget", "CS")), ("seen forget R@1", ("unlearned", "forget_seen", "R@1")),
-    ("retain R@1", ("unlearned", "retain", "R@1")), ("retain mAP", ("unlearned", "retain", "mAP")),
-    ("retain CS", ("unlearned", "retain", "CS")), ("E", ("summary", "E")), ("U", ("summary", "U")),
-    ("H", ("summary", "H")), ("wall s", ("timings", "unlearn_wall_s")),
+    ("forget R@1", _at("unlearned", "forget", "R@1")), ("forget mAP", _at("unlearned", "forget", "mAP")),
+    ("forget CS", _at("unlearned", "forget", "CS")), ("seen forget R@1", _at("unlearned", "forget_seen", "R@1")),
+    ("retain R@1", _at("unlearned", "retain", "R@1")), ("retain mAP", _at("unlearned", "retain", "mAP")),
+    ("retain CS", _at("unlearned", "retain", "CS")), ("E", _at("summary", "E")), ("U", _at("summary", "U")),
+    ("H", _at("summary", "H")), ("wall s", lambda run: unlearn_seconds(run.get("timings", {}))),
 )
-
-
-def _get(run: Mapping, path: Sequence[str]) -> float:
-    value: object = run
-    for key in path:
-        value = value.get(key, float("nan")) if isinstance(value, Mapping) else float("nan")
-    return float(value)
+# the attacks and the lookalike group (after unlearning), from each cell's audits.json and metrics.json
+AUDIT_COLUMNS = (
+    ("re-enrol top-1", _at("audits", "reenrol", "after")), ("probe", _at("audits", "probe", "after")),
+    ("probe chance", _at("audits", "probe", "chance")),
+    ("penultimate probe", _at("audits", "probe_penultimate", "after")),
+    ("threshold accept", _at("audits", "threshold", "after")), ("MIA AUC", _at("audits", "mia", "after")),
+    ("lookalike R@1", _at("unlearned", "lookalike", "R@1")), ("lookalike mAP", _at("unlearned", "lookalike", "mAP")),
+)
 
 
 def _cell(values: list[float], digits: int) -> str:
@@ -38,7 +51,7 @@ def benchmark_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str
     rows = []
     for method in methods:
         runs = [r for r in results if r.get("row", r["method"]) == method]
-        cells = [_cell([_get(r, path) for r in runs], 0 if name == "wall s" else 3) for name, path in COLUMNS]
+        cells = [_cell([get(r) for r in runs], 0 if name == "wall s" else 3) for name, get in COLUMNS]
         rows.append([method, str(len(runs)), *cells])
     chance = [r for r in results if "unlearned" in r][:1]
     if chance:
@@ -49,10 +62,28 @@ def benchmark_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str
     return ["method", "seeds", *(name for name, _ in COLUMNS)], rows
 
 
+def audit_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the attacks table: per row the mean +- std over seeds of each audit (after)."""
+    methods = list(dict.fromkeys(r.get("row", r["method"]) for r in results))
+    rows = []
+    for method in methods:
+        runs = [r for r in results if r.get("row", r["method"]) == method]
+        rows.append([method, str(len(runs)), *(_cell([get(r) for r in runs], 3) for _, get in AUDIT_COLUMNS)])
+    return ["method", "seeds", *(name for name, _ in AUDIT_COLUMNS)], rows
+
+
 def benchmark_markdown(results: Sequence[Mapping]) -> str:
-    """The comparison table in Markdown, with the legend of its columns."""
+    """The comparison table and the attacks table in Markdown, with the legend of their columns."""
     header, rows = benchmark_rows(results)
+    audit_header, audit_body = audit_rows(results)
     legend = ("forget/retain = held-out test photos as queries against all other test photos + distractors; "
               "seen = forget_train photos against the train pool; CS = cluster compactness (lower = more "
               "dispersed); E, U, H as in DESIGN.md; mean ± std over seeds.")
-    return markdown_table(header, rows) + "\n" + legend + "\n"
+    audit_legend = ("re-enrol top-1: held-out photos of a forgotten person enrolled, the others search them; probe: "
+                    "held-out accuracy of a linear classifier of the forget identities on the output embedding "
+                    "(penultimate: on the input of the final linear layer); threshold accept: share of genuine "
+                    "forget pairs above the original's FAR=1e-3 threshold; MIA AUC: seen vs held-out forget photos "
+                    "(0.5 = indistinguishable); lookalike: the retain identities nearest to the forgotten ones "
+                    "(docs/audits.md, docs/metrics.md).")
+    return (markdown_table(header, rows) + "\n" + legend + "\n\n" + markdown_table(audit_header, audit_body)
+            + "\n" + audit_legend + "\n")

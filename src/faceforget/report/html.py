@@ -51,6 +51,17 @@ tbody tr:nth-child(even) { background: #fafbfd; }
 figure { margin: 16px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e6eaef; border-radius: 4px; }
 figcaption { color: #5a6878; font-size: 13px; margin-top: 4px; }
+.headline { font-size: 15px; font-weight: 600; padding: 8px 12px; border-radius: 6px; margin: 8px 0; }
+#verdict h2 { margin: 10px 0 4px; }
+#verdict table { font-size: 13px; width: 100%; }
+#verdict th, #verdict td { padding: 3px 8px; }
+#verdict td:first-child { white-space: nowrap; }
+#verdict td.num { white-space: normal; }
+.headline.fail, td.fail { background: #fde8e8; color: #8a1f1f; }
+.headline.pass, td.pass { background: #e3f4e8; color: #17692f; }
+.headline.incomplete, td.nm { background: #fff4cc; color: #6b5a00; }
+td.fail, td.pass, td.nm { font-weight: 700; white-space: nowrap; }
+#verdict td.meaning { font-size: 12px; line-height: 1.3; color: #3a4a5e; width: 40%; }
 footer { text-align: center; color: #7a8694; font-size: 12px; padding: 16px; }
 """
 
@@ -65,15 +76,17 @@ TEMPLATE = Template("""<!DOCTYPE html>
 <body>
 <header><h1>$title</h1><p>$subtitle</p></header>
 <main>
+<section id="verdict"><h2>Verdict</h2>$verdict</section>
 <section id="summary"><h2>Summary</h2>$summary</section>
-<section id="split"><h2>Split</h2>$split</section>
-<section id="run"><h2>Run</h2><div class="grid"><div>$run</div><div>$params</div></div></section>
 <section id="metrics"><h2>Retrieval metrics</h2>$metrics
 <div class="grid"><div>$deltas</div><div>$deltas_seen</div></div></section>
 <section id="audits"><h2>Audits</h2>$audits</section>
 <section id="figures"><h2>Figures</h2>$figures</section>
+<section id="split"><h2>Split</h2>$split</section>
+<section id="glossary"><h2>Glossary</h2>$glossary</section>
 <section id="timings"><h2>Timings and environment</h2>
 <div class="grid"><div>$timings</div><div>$environment</div></div></section>
+<section id="run"><h2>Run and configuration</h2>$run $params</section>
 </main>
 <footer>faceforget $version</footer>
 </body>
@@ -94,6 +107,25 @@ def _table(t: Table, empty: str = "(none)") -> str:
     notes = "".join(f"<li>{escape(n)}</li>" for n in t.notes)
     return (f"<h3>{escape(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
             + (f"<ul class=\"note\">{notes}</ul>" if notes else ""))
+
+
+STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "not measured": "nm"}
+
+
+def _verdict(run: Mapping[str, object], t: Table) -> str:
+    """The headline, coloured by the overall result, then one row per check with its result coloured."""
+    status = str(run["verdict"]["status"])
+    head = "".join(f"<th>{escape(h)}</th>" for h in t.header)
+    body = []
+    for name, value, original, bar, result, meaning in t.rows:
+        cells = (f'<td>{escape(name)}</td><td class="num">{escape(value)}</td>'
+                 f'<td class="num">{escape(original)}</td><td class="num">{escape(bar)}</td>'
+                 f'<td class="{STATUS_CLASS[result]}">{escape(result)}</td><td class="meaning">{escape(meaning)}</td>')
+        body.append(f"<tr>{cells}</tr>\n")
+    return (f'<p class="headline {escape(status)}">{escape(t.notes[0])}</p>'
+            f'<table><thead><tr>{head}</tr></thead><tbody>\n{"".join(body)}</tbody></table>'
+            '<p class="note">Thresholds are configuration (the run\'s <code>verdict:</code> section; defaults are '
+            'the project\'s acceptance bars). A check whose input is missing is "not measured", never a pass.</p>')
 
 
 def _summary(t: Table) -> str:
@@ -130,7 +162,7 @@ def render_report(run: Mapping[str, object]) -> str:
     return TEMPLATE.substitute(
         {key: _table(table) for key, table in t.items()},
         title=escape(str(run["title"])), css=CSS, subtitle=escape(subtitle), version=escape(__version__),
-        summary=_summary(t["summary"]), split=_split(run, t["split"]),
+        verdict=_verdict(run, t["verdict"]), summary=_summary(t["summary"]), split=_split(run, t["split"]),
         audits=_table(t["audits"], "no audits were run"), figures=_figures(run["figures"]))
 
 

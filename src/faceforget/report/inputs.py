@@ -8,7 +8,10 @@ The report dict (JSON-ready except "figures"):
     split        {"hash", "counts": {role: {"images", "identities"}}, "forget_identities": [names]}
     metrics      {"original": groups, "unlearned": groups} as `eval.protocol.evaluate_embeddings` returns
     summary      {"E", "U", "H"}
+    verdict      `eval.verdict.Verdict.as_dict()`: status, headline, thresholds, checks (first in every format)
     audits       {name: {"before", "after", "chance", "details_before", "details_after"}} (may be empty)
+    gallery      {"before", "after"} of the gallery check, or None
+    glossary     rows [term, kind, what it is, better, chance] of `report.glossary`
     points       trade-off points (`plots.tradeoff_point`): this run's first, then `ReportInputs.points`
     timings      {stage: seconds};  environment  {key: value}
     figures      {"tradeoff" | "similarity" | "projection" | "loss": PNG bytes}, those that apply
@@ -22,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforget.config import VerdictConfig
 from faceforget.data.records import ROLES, SplitManifest
+from faceforget.eval.verdict import judge, thresholds_of
 from faceforget.fileio import canonical_json, sha256_bytes
 from faceforget.report import plots
+from faceforget.report.glossary import glossary_rows
 from faceforget.report.tables import flatten
 from faceforget.runs import RunFolder
 
@@ -47,7 +53,8 @@ class ReportInputs:
 
     `audits` is `report.tables.audit_summary` of `eval.audits.run_audits`' output; `points` are other
     runs' trade-off points (other methods or seeds, from `plots.tradeoff_point`); the trade-off plot is
-    drawn when there is more than one point.
+    drawn when there is more than one point. `gallery` is the gallery check ({"before", "after"}); the
+    verdict's thresholds are config.json's `config.verdict` (defaults when absent).
     """
 
     metrics: dict
@@ -59,10 +66,12 @@ class ReportInputs:
     audits: dict | None = None
     points: list[dict] = field(default_factory=list)
     title: str = "faceforget report"
+    gallery: dict | None = None
 
     @classmethod
     def from_run_folder(cls, root: str | Path, manifest: SplitManifest | None = None,
-                        audits: dict | None = None, points: Sequence[dict] = ()) -> ReportInputs:
+                        audits: dict | None = None, points: Sequence[dict] = (),
+                        gallery: dict | None = None) -> ReportInputs:
         """Read a run folder written by `api.unlearn` (metrics, config, history, embeddings when present)."""
         run = RunFolder(Path(root))
         config = json.loads(run.config.read_text()) if run.config.is_file() else {}
@@ -70,7 +79,12 @@ class ReportInputs:
         emb = {name: np.load(path) if (path := run.root / f"embeddings_{name}.npy").is_file() else None
                for name in ("original", "unlearned")}
         return cls(run.read_metrics(), config, manifest, emb["original"], emb["unlearned"], history, audits,
-                   list(points))
+                   list(points), gallery=gallery)
+
+    @property
+    def thresholds(self) -> VerdictConfig:
+        """The verdict's bars as the run's config recorded them (defaults when it has none)."""
+        return thresholds_of(self.config)
 
 
 def _split(manifest: SplitManifest | None, split_hash: str | None) -> dict:
@@ -118,7 +132,10 @@ def report_data(inputs: ReportInputs, seed: int = 0) -> dict:
         "split": _split(inputs.manifest, m.get("split_hash")),
         "metrics": {"original": m["original"], "unlearned": m["unlearned"]},
         "summary": m["summary"],
+        "verdict": judge(m, inputs.audits, inputs.gallery, inputs.thresholds).as_dict(),
         "audits": dict(inputs.audits or {}),
+        "gallery": inputs.gallery,
+        "glossary": glossary_rows(inputs.audits or {}, dict.fromkeys(k for r in inputs.history for k in r)),
         "points": points,
         "timings": m.get("timings", {}),
         "environment": inputs.config.get("environment", {}),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from faceforget.fileio import atomic_open
+from faceforget.timings import stage_rows
 
 GROUP_TITLES = {"forget": "forget (held-out)", "retain": "retain (held-out)",
                 "forget_seen": "forget (seen)", "retain_seen": "retain (seen)"}
@@ -87,6 +88,23 @@ def audit_rows(audits: Mapping[str, Mapping[str, float | None]]) -> tuple[Row, l
     return ["audit", "before", "after", "chance"], rows
 
 
+VERDICT_HEADER = ["check", "value", "original model", "bar", "result", "what it means"]
+RESULT_TEXT = {"pass": "PASS", "fail": "FAIL", "not measured": "not measured"}
+
+
+def verdict_rows(verdict: Mapping[str, object]) -> list[Row]:
+    """One row per check of `Verdict.as_dict()`, in VERDICT_HEADER's columns."""
+    return [[c["name"], c["shown"], c["original"] or "-", c["bar"], RESULT_TEXT[c["status"]], c["meaning"]]
+            for c in verdict["checks"]]
+
+
+def verdict_markdown(verdict: Mapping[str, object]) -> str:
+    """The compact verdict the CLI prints: check, value, bar, result, then the headline."""
+    rows = [[r[0], r[1], r[3], r[4]] for r in verdict_rows(verdict)]
+    escaped = [[cell.replace("|", r"\|") for cell in row] for row in rows]
+    return markdown_table(["check", "value", "bar", "result"], escaped) + f"\nverdict: {verdict['headline']}\n"
+
+
 def audit_summary(audits: Mapping[str, Mapping[str, object]]) -> dict[str, dict]:
     """`run_audits`' {name: {before, after, chance}}, each AuditResult reduced to its value and details."""
     out = {}
@@ -152,6 +170,13 @@ def _pairs(items: Mapping[str, object], show: Callable[[object], str] = fmt) -> 
     return [[str(k), show(v)] for k, v in items.items()]
 
 
+AUDIT_NOTES = ("What each audit does, which direction is better and what chance is: see the glossary.",
+               "mia is an AUC: 0.5 = the request's photos cannot be told from new photos of the same people; an "
+               "AUC far below 0.5 leaks as much as one far above (the verdict holds |AUC - 0.5| to its bar).")
+TIMING_NOTES = ("Each stage of the command that made this run is measured once; total_s is their sum, the wall "
+                "clock from its start to writing metrics.json (docs/report.md lists the stages).",)
+
+
 def report_tables(run: Mapping[str, object]) -> dict[str, Table]:
     """Every table of a report, by key, from the report dict (see `faceforget.report.inputs.report_data`)."""
     summary = run["summary"]
@@ -159,6 +184,8 @@ def report_tables(run: Mapping[str, object]) -> dict[str, Table]:
     metrics_header, metrics_body, tar = metrics_rows(run["metrics"])
     models = run["metrics"]["original"], run["metrics"]["unlearned"]
     tables = [
+        Table("verdict", "Verdict: can the deletion request be closed?", VERDICT_HEADER,
+              verdict_rows(run["verdict"]), len(VERDICT_HEADER), (run["verdict"]["headline"],)),
         Table("summary", "Summary", ["E", "U", "H"], [[fmt(summary[k]) for k in "EUH"]], 0),
         Table("split", "Split: images and identities per role", ["role", "images", "identities"],
               [[role, fmt(c["images"]), fmt(c["identities"])] for role, c in counts.items()]),
@@ -171,8 +198,10 @@ def report_tables(run: Mapping[str, object]) -> dict[str, Table]:
         Table("deltas_seen", "Photos the unlearning saw: before / after unlearning",
               *delta_rows(*models, ("forget_seen", "retain_seen")), 2),
         Table("audits", "Attacks on the forgetting (before / after unlearning, chance level)",
-              *audit_rows(run["audits"])),
-        Table("timings", "Timings (seconds)", ["stage", "seconds"], _pairs(run["timings"])),
+              *audit_rows(run["audits"]), notes=AUDIT_NOTES),
+        Table("glossary", "Glossary", ["term", "kind", "what it is", "better", "chance"], run["glossary"], 5),
+        Table("timings", "Timings (seconds)", ["stage", "what it covers", "seconds"],
+              [[stage, what, fmt(seconds)] for stage, what, seconds in stage_rows(run["timings"])], 2, TIMING_NOTES),
         Table("environment", "Environment", ["key", "value"], _pairs(run["environment"], str), 2),
     ]
     return {t.key: t for t in tables}

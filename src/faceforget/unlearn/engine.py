@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ from faceforget.fileio import load_state, save_state_atomic
 from faceforget.models.spec import FaceModel
 from faceforget.progress import progress_bar
 from faceforget.seeding import seed_everything
+from faceforget.timings import Stopwatch
 from faceforget.unlearn.distributed import Ranks, average_gradients, barrier, current, embed_sharded
 from faceforget.unlearn.method import Batch, MethodContext, UnlearningMethod, ViewBank
 from faceforget.unlearn.sampling_plan import draw_indices
@@ -46,7 +46,7 @@ class UnlearnData:
 
 @dataclass
 class EngineResult:
-    """The unlearned model plus per-step loss history and timings (seconds)."""
+    """The unlearned model plus per-step loss history and the stopwatch's timings (seconds)."""
 
     model: FaceModel
     history: list[dict[str, float]]
@@ -132,7 +132,7 @@ def run_engine(
     method: UnlearningMethod, original: FaceModel, data: UnlearnData, cfg: EngineConfig, *,
     checkpoint_path: str | Path | None = None, signature: str = "", progress: bool = True,
     on_step: StepCallback | None = None, banks: tuple[ViewBank, ViewBank] | None = None,
-    runtime: RuntimeConfig | None = None,
+    watch: Stopwatch | None = None, runtime: RuntimeConfig | None = None,
 ) -> EngineResult:
     """
     Unlearn: copy `original`, train its selected blocks with `method`'s losses, return the copy.
@@ -140,10 +140,12 @@ def run_engine(
     `original` is never modified. With `checkpoint_path` and `cfg.checkpoint_every`, a run that is
     killed resumes from its last checkpoint (whose `signature` must match) to identical weights.
     `banks` (forget, retain) built by `build_view_bank` for the same start block can be shared
-    between runs (a benchmark's methods and seeds) instead of being rebuilt. Under torchrun every rank
-    runs this with the same arguments; the returned model (on the CPU) is the same on every rank.
+    between runs (a benchmark's methods and seeds) instead of being rebuilt. The stages cache_views,
+    method_setup, train and finalize are booked on `watch` (the run's stopwatch; a new one if None).
+    Under torchrun every rank runs this with the same arguments; the returned model (on the CPU) is the
+    same on every rank.
     """
-    t0 = time.perf_counter()
+    watch = Stopwatch() if watch is None else watch
     runtime = runtime or RuntimeConfig()
     ranks = current(runtime.device)
     progress = progress and ranks.is_main
@@ -156,7 +158,7 @@ def run_engine(
     forget, retain = banks if banks is not None else build_banks(original, data, cfg, progress, runtime)
     forget, retain = forget.to(runtime.device), retain.to(runtime.device)
     original = _on(original, runtime.device)
-    t_cache = time.perf_counter()
+    watch.lap("cache_views")
 
     model = copy.deepcopy(original)
     params = apply_trainable(model, start)
@@ -165,7 +167,7 @@ def run_engine(
                         identity_names=list(data.identity_names), forget_label_ids=list(data.forget_label_ids),
                         total_steps=cfg.steps, forget_pixels=data.forget_pixels, config=cfg)
     method.setup(ctx)
-    t_setup = time.perf_counter()
+    watch.lap("method_setup")
     optimizer = _optimizer(cfg, params + ctx.extra_params)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
     history: list[dict[str, float]] = []
@@ -199,16 +201,15 @@ def run_engine(
                 barrier(ranks)
             if on_step is not None:
                 on_step(step, record)
+    watch.lap("train")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
         method.finalize(ctx)
     model = model.cpu()
-    t_end = time.perf_counter()
-    timings = {"cache_s": t_cache - t0, "setup_s": t_setup - t_cache, "train_s": t_end - t_setup,
-               "total_s": t_end - t0}
-    return EngineResult(model=model, history=history, timings=timings, method_state=dict(ctx.state))
+    watch.lap("finalize")
+    return EngineResult(model=model, history=history, timings=watch.timings(), method_state=dict(ctx.state))
 
 
 def _losses(method: UnlearningMethod, batch: Batch, ctx: MethodContext, ranks: Ranks,

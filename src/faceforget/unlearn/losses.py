@@ -70,6 +70,13 @@ def chord_keep_loss(z: torch.Tensor, z_original: torch.Tensor, eps: float = 1e-8
     return ((z - z_original).pow(2).sum(1) + eps).sqrt().mean()
 
 
+def whitened_sq_distance(x: torch.Tensor, target: torch.Tensor, whiten: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ||(x - target) W||^2 / d: squared distance in units of the population's spread."""
+    if x.shape[0] == 0:
+        return _zero_like_graph(x)
+    return ((x - target) @ whiten).pow(2).sum(1).mean() / x.shape[1]
+
+
 def relational_loss(z: torch.Tensor, z_original: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the pairwise cosine matrices (keeps the retain geometry, not only points)."""
     if z.shape[0] < 2:

@@ -43,7 +43,7 @@ class ViewBank:
 
     def take(self, idx: torch.Tensor) -> "Part":
         """The rows `idx` as a batch part."""
-        return Part(self.inputs[idx].float(), self.labels[idx], self.original[idx], self.image[idx])
+        return Part(self.inputs[idx].float(), self.labels[idx], self.original[idx], self.image[idx], idx)
 
     def clean(self) -> torch.Tensor:
         """Indices of the un-augmented view of every image."""
@@ -65,6 +65,7 @@ class Part:
     labels: torch.Tensor
     original: torch.Tensor
     image: torch.Tensor
+    rows: torch.Tensor  # the bank rows this part was taken from (for per-view values a method precomputed)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

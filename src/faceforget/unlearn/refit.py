@@ -8,56 +8,52 @@ removes that part in one solve, while the forget views are held at their unlearn
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from faceforget.models.features import final_linear, penultimate_features
 from faceforget.models.spec import FaceModel
 
 
-def final_linear(model: FaceModel) -> nn.Linear:
-    """The `fc` linear layer of the model's last block (the embedding projection)."""
-    fc = getattr(model.blocks[-1], "fc", None)
-    if not isinstance(fc, nn.Linear):
-        raise ValueError(f"model {model.name!r}: its last block has no `fc` linear layer to refit")
-    return fc
+def ridge_solve(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, ridge: float,
+                null: torch.Tensor | None = None) -> torch.Tensor:
+    """
+    argmin_W sum_i w_i ||W x_i - y_i||^2 + ridge * tr(x^T x)/d ||W||^2, as an (out, in) matrix (float64).
 
-
-@torch.no_grad()
-def linear_inputs(model: FaceModel, inputs: torch.Tensor, start: int, batch_size: int = 512) -> torch.Tensor:
-    """Inputs of the final linear layer for activations at block `start` (or pixels if start == 0)."""
-    fc, seen = final_linear(model), []
-    handle = fc.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
-    try:
-        for lo in range(0, len(inputs), batch_size):
-            model.forward_from(inputs[lo:lo + batch_size].float(), start)
-    finally:
-        handle.remove()
-    return torch.cat(seen)
-
-
-def ridge_solve(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, ridge: float) -> torch.Tensor:
-    """argmin_W sum_i w_i ||W x_i - y_i||^2 + ridge * tr(x^T x)/d ||W||^2, as an (out, in) matrix (float64)."""
+    With `null` (in, r), subject to W null = 0: the directions in its columns are erased from the output.
+    """
     x, y, w = x.double(), y.double(), weights.double().view(-1, 1)
     gram = x.T @ (w * x)
-    reg = ridge * gram.trace() / gram.shape[0]
-    return torch.linalg.solve(gram + reg * torch.eye(gram.shape[0], dtype=gram.dtype), x.T @ (w * y)).T
+    gram = gram + ridge * gram.trace() / gram.shape[0] * torch.eye(gram.shape[0], dtype=gram.dtype)
+    solved = torch.linalg.solve(gram, x.T @ (w * y)).T
+    if null is None or null.shape[1] == 0:
+        return solved
+    d = null.double()
+    g_inv_d = torch.linalg.solve(gram, d)
+    return solved - solved @ d @ torch.linalg.solve(d.T @ g_inv_d, g_inv_d.T)
 
 
 @torch.no_grad()
 def refit_final_linear(model: FaceModel, original: FaceModel, retain_inputs: torch.Tensor,
-                       forget_inputs: torch.Tensor, start: int, forget_weight: float, ridge: float = 1e-3) -> None:
+                       forget_inputs: torch.Tensor, start: int, forget_weight: float, ridge: float = 1e-3,
+                       forget_labels: torch.Tensor | None = None) -> None:
     """
     Refit `model`'s final linear layer in place (bias-free layers only).
 
     Retain views weigh 1 in total and forget views `forget_weight` in total; `ridge` is relative to the
-    mean diagonal of the weighted Gram matrix.
+    mean diagonal of the weighted Gram matrix. With `forget_labels`, the refit also erases the forget
+    identities linearly (LEACE-style, arXiv 2306.03819): each forget identity's mean input minus the retain
+    mean input maps to zero, so every forget identity's mean output equals the population's.
     """
     fc = final_linear(model)
     if fc.bias is not None:
         raise ValueError("refit supports a bias-free final linear layer")
-    x_r, x_f = linear_inputs(model, retain_inputs, start), linear_inputs(model, forget_inputs, start)
+    x_r, x_f = penultimate_features(model, retain_inputs, start), penultimate_features(model, forget_inputs, start)
     y_r = torch.cat([original.forward_from(retain_inputs[lo:lo + 512].float(), start)
                      for lo in range(0, len(retain_inputs), 512)])
     y_f = fc(x_f)
     weights = torch.cat([torch.full((len(x_r),), 1.0 / len(x_r)), torch.full((len(x_f),), forget_weight / len(x_f))])
-    solved = ridge_solve(torch.cat([x_r, x_f]), torch.cat([y_r, y_f]), weights, ridge)
+    null = None
+    if forget_labels is not None:
+        ids = torch.unique(forget_labels)
+        null = torch.stack([x_f[forget_labels == k].mean(0) for k in ids], 1) - x_r.mean(0, keepdim=True).T
+    solved = ridge_solve(torch.cat([x_r, x_f]), torch.cat([y_r, y_f]), weights, ridge, null)
     fc.weight.copy_(solved.to(fc.weight.dtype))

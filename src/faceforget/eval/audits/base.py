@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -53,6 +53,20 @@ class AuditInputs:
     forget_test: EmbeddingSet
     retain_test: EmbeddingSet
     distractors: EmbeddingSet | None = None
+
+    @classmethod
+    def from_records(cls, embeddings: np.ndarray, roles: Sequence[str], labels: Sequence[str],
+                     paths: Sequence[str] | None = None) -> "AuditInputs":
+        """The audits' view of one model: rows of `embeddings` (aligned with the split's records) by role."""
+        roles, labels = np.asarray(roles), np.asarray(labels)
+        paths_arr = None if paths is None else np.asarray(paths)
+
+        def role(name: str) -> EmbeddingSet:
+            sel = roles == name
+            return EmbeddingSet(embeddings[sel], labels[sel], None if paths_arr is None else tuple(paths_arr[sel]))
+
+        return cls(role("forget_train"), role("forget_test"), role("retain_test"),
+                   role("distractor") if (roles == "distractor").any() else None)
 
     def sets(self) -> dict[str, EmbeddingSet]:
         """The present sets by role name."""
@@ -120,14 +134,18 @@ class Audit(ABC):
 
 
 def run_audits(
-    original: AuditInputs, unlearned: AuditInputs, seed: int, audits: Sequence[Audit] | None = None
+    original: AuditInputs, unlearned: AuditInputs, seed: int, audits: Sequence[Audit] | None = None,
+    feature_spaces: Mapping[str, tuple[AuditInputs, AuditInputs]] | None = None,
 ) -> dict[str, dict[str, AuditResult | float | None]]:
-    """{audit name: {before, after, chance}}: each audit on the original and the unlearned embeddings."""
-    if original.sets().keys() != unlearned.sets().keys():
-        raise ValueError(f"original has sets {list(original.sets())}, unlearned has {list(unlearned.sets())}")
-    for name, before in original.sets().items():
-        if not np.array_equal(before.labels, unlearned.sets()[name].labels):
-            raise ValueError(f"original and unlearned {name} must hold the same photos (labels, order)")
+    """
+    {audit name: {before, after, chance}}: each audit on the original and the unlearned embeddings.
+
+    `feature_spaces` {space: (original, unlearned)} adds a linear probe on other features of the same photos
+    (e.g. "penultimate": the input of the final linear layer), reported as "probe_<space>".
+    """
+    from faceforget.eval.audits.probe import LinearProbeAudit
+
+    _check_pair(original, unlearned)
     if audits is None:
         from faceforget.eval.audits import default_audits
 
@@ -136,4 +154,18 @@ def run_audits(
     for audit in audits:
         before, after = audit.run(original), audit.run(unlearned, reference=original)
         table[audit.name] = {"before": before, "after": after, "chance": after.chance}
+    for space, (space_before, space_after) in (feature_spaces or {}).items():
+        _check_pair(space_before, space_after)
+        probe = LinearProbeAudit(seed=seed)
+        before, after = probe.run(space_before), probe.run(space_after, reference=space_before)
+        table[f"probe_{space}"] = {"before": before, "after": after, "chance": after.chance}
     return table
+
+
+def _check_pair(original: AuditInputs, unlearned: AuditInputs) -> None:
+    """The two models' inputs must hold the same photos in the same order."""
+    if original.sets().keys() != unlearned.sets().keys():
+        raise ValueError(f"original has sets {list(original.sets())}, unlearned has {list(unlearned.sets())}")
+    for name, before in original.sets().items():
+        if not np.array_equal(before.labels, unlearned.sets()[name].labels):
+            raise ValueError(f"original and unlearned {name} must hold the same photos (labels, order)")

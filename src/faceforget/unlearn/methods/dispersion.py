@@ -26,8 +26,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from faceforget.models.features import forward_with_features, penultimate_features
 from faceforget.seeding import torch_generator
 from faceforget.unlearn.losses import (
     centroid_repulsion_loss,
@@ -37,59 +38,126 @@ from faceforget.unlearn.losses import (
     keep_loss,
     relational_loss,
     uniformity_loss,
+    whitened_sq_distance,
 )
 from faceforget.unlearn.masks import mask_density, summed_gradients, top_fraction_mask
-from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, UnlearningMethod
+from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, Part, UnlearningMethod
 from faceforget.unlearn.refit import refit_final_linear
+from faceforget.unlearn.target_map import MapKind, class_means, fit_target_map, whitening
 from faceforget.unlearn.trainable import trainable_named_parameters
+
+RENAMED = {"a": "w_uniform", "b": "w_hard", "c": "w_keep", "d": "w_relational", "e": "w_centroid", "g": "w_cone",
+           "t": "uniform_temperature", "margin": "hard_margin", "beta": "hinge_sharpness",
+           "retain_negatives": "hard_retain_negatives"}
 
 
 class DispersionParams(MethodParams):
-    """Weights and shapes of the dispersion objective."""
+    """Weights and shapes of the dispersion objective (every term is on when its weight is > 0)."""
 
-    a: float = Field(1.0, ge=0, description="weight of the uniformity term on forget embeddings")
-    b: float = Field(2.0, ge=0, description="weight of the hard-margin term on forget embeddings")
-    c: float = Field(20.0, ge=0, description="weight of the keep term (distance to the original) on retain")
+    # forget side: the target map (default), and the paper-style spreading terms
+    w_target: float = Field(1.0, ge=0, description="weight of the target-map term: each forget view toward the "
+                            "map of its original features (unlearn/target_map.py)")
+    target_space: Literal["output", "penultimate"] = Field(
+        "penultimate", description="where the map is defined: the output embedding, or the input of the final "
+        "linear layer (the output follows; the identity is then removed below the last layer too)")
+    target_map: MapKind = Field("ot", description="scaled: the shared scaled projection; ot: the Gaussian "
+                                "optimal-transport map of each identity's residuals onto the population")
+    target_spread: float = Field(1.0, gt=0, description="spread of the targets relative to the population's "
+                                 "(ot: std multiplier; scaled: alpha)")
+    target_rank: int = Field(64, ge=1, description="between-identity directions kept by the scaled map")
+    target_shrinkage: float = Field(0.5, ge=0, le=1, description="ot: weight of an identity's own residual "
+                                    "covariance against the pooled within-identity one")
+    mixup: float = Field(0.0, ge=0, le=1, description="share of the forget batch replaced by mixes of two views of "
+                         "one identity (at the suffix input), each trained toward the map of its own original "
+                         "features")
+    w_uniform: float = Field(0.0, ge=0, description="weight of the uniformity term on forget embeddings")
+    uniform_temperature: float = Field(2.0, gt=0, description="uniformity temperature t")
+    w_hard: float = Field(0.0, ge=0, description="weight of the hard-margin term on forget embeddings")
+    hard_margin: float = Field(0.2, ge=0, le=2, description="hard-term margin in cosine")
+    hinge_sharpness: float = Field(20.0, gt=0, description="sharpness beta of the smooth hinge")
+    hard_retain_negatives: bool = Field(True, description="retain embeddings count as hard-term negatives")
+    w_centroid: float = Field(0.0, ge=0, description="weight of the centroid repulsion on forget embeddings")
+    w_cone: float = Field(0.0, ge=0, description="weight of the cone term: forget embeddings stay among faces "
+                          "(cosine to the mean retain direction above its 1st percentile)")
+    # retain side
+    w_keep: float = Field(20.0, ge=0, description="weight of the keep term (distance to the original) on retain")
     keep_distance: Literal["cosine", "chord"] = Field(
         "cosine", description="keep term: mean 1 - cos (quadratic in the drift angle) or mean chord ||z - z0|| "
         "(linear in it, so small drifts are still pushed back)")
-    d: float = Field(0.0, ge=0, description="weight of the relational keep term on retain")
-    e: float = Field(1.0, ge=0, description="weight of the centroid repulsion on forget embeddings")
-    g: float = Field(0.0, ge=0, description="weight of the cone term: forget embeddings stay among faces "
-                     "(cosine to the mean retain direction above its 1st percentile), hiding in the crowd")
-    t: float = Field(2.0, gt=0, description="uniformity temperature")
-    margin: float = Field(0.2, ge=0, le=2, description="hard-term margin in cosine")
-    beta: float = Field(20.0, gt=0, description="sharpness of the smooth hinge")
-    retain_negatives: bool = Field(True, description="retain embeddings count as hard-term negatives")
+    w_relational: float = Field(0.0, ge=0, description="weight of the relational keep term on retain")
+    w_keep_features: float = Field(0.0, ge=0, description="weight of a whitened squared distance of the retain "
+                                   "views' penultimate features to the original's")
+    # after training
     refit: bool = Field(True, description="after training, refit the final linear layer in closed form so retain "
                         "outputs return to the original's (forget outputs held); see unlearn/refit.py")
     refit_forget_weight: float = Field(0.2, ge=0, description="total weight of forget views vs retain (1) in the refit")
     refit_ridge: float = Field(1e-3, ge=0, description="relative ridge of the refit")
+    refit_erase: bool = Field(False, description="the refit also maps each forget identity's mean feature to the "
+                              "population's (linear erasure, LEACE-style)")
     mask_ratio: float = Field(1.0, gt=0, le=1, description="fraction of trainable weights allowed to change, "
                               "ranked by forget saliency / retain sensitivity (1 = all)")
     mask_retain_views: int = Field(1024, ge=1, description="retain views used to estimate the sensitivity")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        """Reject the old one-letter knob names with the new name of each."""
+        if isinstance(data, dict):
+            old = [k for k in data if k in RENAMED]
+            if old:
+                hints = ", ".join(f"{k} -> {RENAMED[k]}" for k in old)
+                raise ValueError(f"dispersion params were renamed: {hints}")
+        return data
+
 
 class Dispersion(UnlearningMethod):
-    """Uniformity + hard margin on forget embeddings, keep on retain embeddings."""
+    """Forget views toward their target map (or spread apart), retain views kept where the original put them."""
 
     name = "dispersion"
     Params = DispersionParams
 
     def setup(self, ctx: MethodContext) -> None:
-        """Frozen, normalised centroid of each forget identity; the selective weight mask if asked for."""
-        clean = ctx.forget.clean()
-        labels, emb = ctx.forget.labels[clean], ctx.forget.original[clean]
-        centroids = torch.zeros(ctx.n_identities, emb.shape[1])
-        centroids.index_add_(0, labels, emb)
-        ctx.state["centroids"] = F.normalize(centroids, dim=1)
-        retain = ctx.retain.original[ctx.retain.clean()]
-        mean = F.normalize(retain.mean(0), dim=0)
-        ctx.state["face_direction"] = mean
-        ctx.state["cone_floor"] = float(torch.quantile(retain @ mean, 0.01))
-        if self.params.mask_ratio < 1:
+        """Targets of every forget view, the whitening of the feature space, centroids; the mask if asked for."""
+        p = self.params
+        if p.w_target or p.w_keep_features:
+            self._fit_targets(ctx)
+        if p.w_centroid:
+            clean = ctx.forget.clean()
+            ctx.state["centroids"] = F.normalize(
+                class_means(ctx.forget.original[clean], ctx.forget.labels[clean], ctx.n_identities), dim=1)
+        if p.w_cone:
+            retain = ctx.retain.original[ctx.retain.clean()]
+            mean = F.normalize(retain.mean(0), dim=0)
+            ctx.state["face_direction"] = mean
+            ctx.state["cone_floor"] = float(torch.quantile(retain @ mean, 0.01))
+        if p.mask_ratio < 1:
             ctx.param_mask = self._selective_mask(ctx)
             ctx.state["mask_density"] = mask_density(ctx.param_mask)
+
+    def _frozen_features(self, ctx: MethodContext, inputs: torch.Tensor) -> torch.Tensor:
+        """The frozen original's features of suffix inputs in the target space (no gradients)."""
+        with torch.no_grad():
+            if self.params.target_space == "penultimate":
+                return penultimate_features(ctx.original, inputs, ctx.start)
+            return torch.cat([F.normalize(ctx.original.forward_from(inputs[lo:lo + 512].float(), ctx.start), dim=1)
+                              for lo in range(0, len(inputs), 512)])
+
+    def _fit_targets(self, ctx: MethodContext) -> None:
+        """Fit the map on the clean training views; store every forget view's target and the whitening."""
+        p = self.params
+        f_feat = (self._frozen_features(ctx, ctx.forget.inputs) if p.target_space == "penultimate"
+                  else ctx.forget.original)
+        r_feat = (self._frozen_features(ctx, ctx.retain.inputs) if p.target_space == "penultimate"
+                  else ctx.retain.original)
+        fc, rc = ctx.forget.clean(), ctx.retain.clean()
+        target_map = fit_target_map(
+            torch.cat([f_feat[fc], r_feat[rc]]), torch.cat([ctx.forget.labels[fc], ctx.retain.labels[rc]]),
+            ctx.forget_label_ids, ctx.n_identities, kind=p.target_map, spread=p.target_spread,
+            rank=p.target_rank, shrinkage=p.target_shrinkage)
+        ctx.state["target_map"] = target_map
+        ctx.state["targets"] = target_map(f_feat, ctx.forget.labels)
+        ctx.state["retain_features"] = r_feat
+        ctx.state["whiten"] = whitening(r_feat[rc] - target_map.centre)
 
     def _selective_mask(self, ctx: MethodContext) -> dict[str, torch.Tensor]:
         """
@@ -100,7 +168,7 @@ class Dispersion(UnlearningMethod):
         """
         params = trainable_named_parameters(ctx.model)
         forget = ctx.forget.take(ctx.forget.clean())
-        pull = summed_gradients(params, [sum(self._forget_terms(ctx.embed(forget), forget.labels, None, ctx).values())])
+        pull = summed_gradients(params, [sum(self._forget_terms(forget, None, ctx, step=-1).values())])
         gen = torch_generator(ctx.seed, "dispersion-mask")
         rows = torch.randperm(len(ctx.retain), generator=gen)[: self.params.mask_retain_views]
 
@@ -115,37 +183,75 @@ class Dispersion(UnlearningMethod):
         return top_fraction_mask(scores, self.params.mask_ratio)
 
     def finalize(self, ctx: MethodContext) -> None:
-        """The closed-form refit of the final linear layer (when `refit`)."""
-        if self.params.refit:
+        """The closed-form refit of the final linear layer (when `refit`), erasing linearly if `refit_erase`."""
+        p = self.params
+        if p.refit:
             refit_final_linear(ctx.model, ctx.original, ctx.retain.inputs, ctx.forget.inputs, ctx.start,
-                               self.params.refit_forget_weight, self.params.refit_ridge)
+                               p.refit_forget_weight, p.refit_ridge,
+                               forget_labels=ctx.forget.labels if p.refit_erase else None)
 
-    def _forget_terms(self, z_f: torch.Tensor, labels: torch.Tensor, negatives: torch.Tensor | None,
-                      ctx: MethodContext) -> LossTerms:
+    def _mixed(self, part: Part, ctx: MethodContext, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(suffix inputs, targets) of the forget part with a share of rows replaced by same-identity mixes."""
+        targets = ctx.state["targets"][part.rows]
+        n_mix = round(self.params.mixup * len(part))
+        if n_mix == 0:
+            return part.inputs, targets
+        gen = torch_generator(ctx.seed, "dispersion-mixup", step)
+        rows = torch.randperm(len(part), generator=gen)[:n_mix]
+        weight = (part.labels[rows].view(-1, 1) == part.labels.view(1, -1)).float()
+        weight[torch.arange(n_mix), rows] = 1e-6  # another view of the same person, itself only if it is alone
+        partner = torch.multinomial(weight, 1, generator=gen).squeeze(1)
+        lam = torch.rand(n_mix, *([1] * (part.inputs.dim() - 1)), generator=gen)
+        inputs = part.inputs.clone()
+        inputs[rows] = lam * part.inputs[rows] + (1 - lam) * part.inputs[partner]
+        targets = targets.clone()
+        targets[rows] = ctx.state["target_map"](self._frozen_features(ctx, inputs[rows]), part.labels[rows])
+        return inputs, targets
+
+    def _forget_terms(self, part: Part, negatives: torch.Tensor | None, ctx: MethodContext, step: int) -> LossTerms:
         p = self.params
         terms: LossTerms = {}
-        if p.a:
-            terms["unif"] = p.a * uniformity_loss(z_f, p.t)
-        if p.b:
-            terms["hard"] = p.b * hard_margin_loss(z_f, labels, p.margin, p.beta, negatives)
-        if p.e:
-            terms["centroid"] = p.e * centroid_repulsion_loss(z_f, labels, ctx.state["centroids"])
-        if p.g:
-            terms["cone"] = p.g * cone_loss(z_f, ctx.state["face_direction"], ctx.state["cone_floor"])
+        inputs, targets = self._mixed(part, ctx, step) if p.w_target else (part.inputs, None)
+        features, out = forward_with_features(ctx.model, inputs, ctx.start)
+        z = F.normalize(out, dim=1)
+        if p.w_target:
+            if p.target_space == "penultimate":
+                terms["target"] = p.w_target * whitened_sq_distance(features, targets, ctx.state["whiten"])
+            else:
+                terms["target"] = p.w_target * keep_loss(z, F.normalize(targets, dim=1))
+        if p.w_uniform:
+            terms["unif"] = p.w_uniform * uniformity_loss(z, p.uniform_temperature)
+        if p.w_hard:
+            terms["hard"] = p.w_hard * hard_margin_loss(z, part.labels, p.hard_margin, p.hinge_sharpness, negatives)
+        if p.w_centroid:
+            terms["centroid"] = p.w_centroid * centroid_repulsion_loss(z, part.labels, ctx.state["centroids"])
+        if p.w_cone:
+            terms["cone"] = p.w_cone * cone_loss(z, ctx.state["face_direction"], ctx.state["cone_floor"])
         return terms
+
+    def _retain_terms(self, part: Part, ctx: MethodContext) -> tuple[LossTerms, torch.Tensor]:
+        p = self.params
+        features, out = forward_with_features(ctx.model, part.inputs, ctx.start)
+        z = F.normalize(out, dim=1)
+        terms: LossTerms = {}
+        if p.w_keep:
+            keep = chord_keep_loss if p.keep_distance == "chord" else keep_loss
+            terms["keep"] = p.w_keep * keep(z, part.original)
+        if p.w_relational:
+            terms["rel"] = p.w_relational * relational_loss(z, part.original)
+        if p.w_keep_features:
+            terms["keep_features"] = p.w_keep_features * whitened_sq_distance(
+                features, ctx.state["retain_features"][part.rows], ctx.state["whiten"])
+        return terms, z
 
     def loss(self, batch: Batch, ctx: MethodContext) -> LossTerms:
         """The weighted terms of the dispersion objective for one batch."""
-        p = self.params
         terms: LossTerms = {}
-        z_r = ctx.embed(batch.retain) if batch.retain is not None else None
+        z_r = None
+        if batch.retain is not None:
+            retain_terms, z_r = self._retain_terms(batch.retain, ctx)
+            terms |= retain_terms
         if batch.forget is not None:
-            negatives = z_r.detach() if (p.retain_negatives and z_r is not None) else None
-            terms |= self._forget_terms(ctx.embed(batch.forget), batch.forget.labels, negatives, ctx)
-        if z_r is not None:
-            if p.c:
-                keep = chord_keep_loss if p.keep_distance == "chord" else keep_loss
-                terms["keep"] = p.c * keep(z_r, batch.retain.original)
-            if p.d:
-                terms["rel"] = p.d * relational_loss(z_r, batch.retain.original)
+            negatives = z_r.detach() if (self.params.hard_retain_negatives and z_r is not None) else None
+            terms = self._forget_terms(batch.forget, negatives, ctx, batch.step) | terms
         return terms
