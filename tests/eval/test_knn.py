@@ -117,3 +117,7 @@ def test_running_topk_is_identical_for_block_sizes_1_prime_n(loo: bool) -> None:
         s, i = exact_topk(q, g, 12, exclude=exclude, chunk_size=chunk)
         np.testing.assert_array_equal(i, ref_i)
         np.testing.assert_allclose(s, ref_s, atol=1e-6)
+    big = np.concatenate([g] * 300)  # 18,000 rows: two gallery blocks of 16,384, ties across the boundary
+    scores = (q.astype(np.float64) @ big.T.astype(np.float64)).astype(np.float32)
+    order = np.lexsort((np.broadcast_to(np.arange(len(big)), scores.shape), -scores), axis=1)
+    np.testing.assert_array_equal(exact_topk(q, big, 5, chunk_size=7)[1], order[:, :5])

@@ -87,14 +87,16 @@ def exact_topk(
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """
-    Exact inner-product top-k in blocks of `chunk_size` queries x `chunk_size` gallery rows (running top-k).
+    Exact inner-product top-k in blocks of `chunk_size` queries x b = max(chunk_size, 16384) gallery rows.
 
-    Ties go to the lower gallery index. Scores are accumulated in float64 and rounded to float32, so
-    they do not depend on the blocking. Memory beyond the inputs: about 8 chunk_size (chunk_size + k)
-    bytes, whatever the gallery size. `device` is any torch device ("cuda": untested here).
+    A running top-k merges the blocks; ties go to the lower gallery index. Scores are accumulated in
+    float64 and rounded to float32, so they do not depend on the blocking. Memory beyond the inputs:
+    about 16 chunk_size (b + k) bytes, whatever the gallery size. `device` is any torch device ("cuda":
+    untested here).
     """
     q, g, ex = _validate(queries, gallery, k, exclude, chunk_size)
     g64 = torch.from_numpy(g).to(device, torch.float64)
+    block = max(chunk_size, 16384)
     scores = np.empty((len(q), k), dtype=np.float32)
     indices = np.empty((len(q), k), dtype=np.int64)
     for a in range(0, len(q), chunk_size):
@@ -102,10 +104,10 @@ def exact_topk(
         q64 = torch.from_numpy(q[a:b]).to(device, torch.float64)
         top_s = torch.empty((b - a, 0), dtype=torch.float32, device=device)
         top_i = torch.empty((b - a, 0), dtype=torch.int64, device=device)
-        for c in range(0, len(g), chunk_size):
-            s = (q64 @ g64[c:c + chunk_size].T).float()
+        for c in range(0, len(g), block):
+            s = (q64 @ g64[c:c + block].T).float()
             if ex is not None:
-                rows = np.flatnonzero((ex[a:b] >= c) & (ex[a:b] < c + chunk_size))
+                rows = np.flatnonzero((ex[a:b] >= c) & (ex[a:b] < c + block))
                 s[torch.from_numpy(rows), torch.from_numpy(ex[a:b][rows] - c)] = -torch.inf
             top_s, top_i = _merge_topk(top_s, top_i, s, c, k)
         scores[a:b], indices[a:b] = top_s.cpu().numpy(), top_i.cpu().numpy()
