@@ -58,8 +58,11 @@ def current(device: str = "cpu") -> Ranks:
 def share_rows(tensors: Sequence[torch.Tensor], ranks: Ranks) -> None:
     """In place: every rank filled its own rows and left zeros elsewhere; afterwards all hold every row."""
     if ranks.world > 1:
+        via = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors only
         for t in tensors:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            moved = t.to(via)
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+            t.copy_(moved)
 
 
 class _GatherRows(torch.autograd.Function):
