@@ -119,7 +119,7 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
             out: str | Path, progress: bool = True, watch: Stopwatch | None = None, overwrite: bool = False,
-            verify: bool = True) -> UnlearnResult:
+            verify: bool = True, device: str | None = None, amp: bool | None = None) -> UnlearnResult:
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
@@ -127,10 +127,13 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     split and model are the same (checkpoints every `engine.checkpoint_every` steps). A folder holding a
     finished run, or another job's unfinished one, is refused unless `overwrite` (checked before embedding;
     docs/safety.md). metrics.json's timings are the stages of this call, or of `watch` (a longer job's
-    stopwatch, e.g. the demo's).
+    stopwatch, e.g. the demo's). `device` / `amp` override the config's `runtime`; under torchrun only rank 0
+    writes `out` (docs/scale.md).
     """
     watch = Stopwatch() if watch is None else watch
     cfg = resolve_config(config, method)
+    overrides = {k: v for k, v in (("device", device), ("amp", amp)) if v is not None}
+    cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update=overrides)})
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
     watch.lap("load_split")
@@ -138,7 +141,8 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     watch.lap("load_model")
     RunFolder(Path(out)).check_reuse(cell_signature(cfg, manifest, _spec_of(model), original)[0], overwrite)
     source = str(split) if not isinstance(split, SplitManifest) else "the split"
-    ws = prepare(original, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch, source=source)
+    ws = prepare(original, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch, source=source,
+                 device=cfg.runtime.device)
     run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, watch, overwrite=overwrite)
     return UnlearnResult(run, unlearned, metrics)
 

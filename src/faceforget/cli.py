@@ -107,6 +107,8 @@ def unlearn(
                                    "unfinished one) in the run folder"),
     no_verify: bool = NO_VERIFY,
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
+    device: Optional[str] = typer.Option(None, help="torch device for every stage, e.g. cuda (default: config)"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: config)"),
 ) -> None:
     """Unlearn the split's forget identities; write the model, config snapshot and before/after metrics."""
     from faceforget import api
@@ -115,7 +117,9 @@ def unlearn(
 
     with _errors():
         result = api.unlearn(model, data, split, method=method, config=config, out=output, overwrite=overwrite,
-                             verify=not no_verify)
+                             verify=not no_verify, device=device, amp=amp)
+        if not result.metrics:  # a torchrun rank other than 0: rank 0 writes and prints
+            return
         verdict = api.verdict(output).as_dict()
     m = result.metrics
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
@@ -159,7 +163,7 @@ def index_build(
     output: Path = typer.Option(..., "-o", "--output", help="gallery folder"),
     model: str = typer.Option("dlib"),
     split: Optional[Path] = typer.Option(None, help="index the split's held-out + distractor images"),
-    kind: str = typer.Option("auto", help="flat | ivf | auto (IVF above 100k rows)"),
+    kind: str = typer.Option("auto", help="flat | ivf | ivfpq | hnsw | auto (IVF above 100k rows)"),
     no_verify: bool = NO_VERIFY,
 ) -> None:
     """Embed a dataset and save it as a searchable gallery."""

@@ -55,7 +55,7 @@ class EvalConfig(_Strict):
     fars: tuple[float, ...] = (1e-3, 1e-4)
     batch_size: int = Field(64, ge=1)
     chunk_size: int = Field(512, ge=1)
-    knn: Literal["torch", "faiss"] = "torch"
+    knn: Literal["exact", "torch", "faiss"] = "exact"  # torch/faiss: top-k, R@k and mAP@R only
 
 
 class VerdictConfig(_Strict):
@@ -76,6 +76,14 @@ class VerdictConfig(_Strict):
                                     "person after the rebuild")
 
 
+class RuntimeConfig(_Strict):
+    """Where a run executes, not what it computes: left out of the job signature (docs/scale.md)."""
+
+    device: str = Field("cpu", description="torch device of every stage: embedding, view cache, training "
+                        "('cuda' is untested here)")
+    amp: bool = Field(False, description="bfloat16 autocast of the forward passes (for GPUs)")
+
+
 class UnlearnConfig(_Strict):
     """One unlearning run: method name, its params (validated by the method) and the engine."""
 
@@ -84,6 +92,7 @@ class UnlearnConfig(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
 
 M = TypeVar("M", bound=BaseModel)

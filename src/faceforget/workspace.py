@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceforget.config import EngineConfig, EvalConfig, UnlearnConfig
+from faceforget.config import EngineConfig, EvalConfig, RuntimeConfig, UnlearnConfig
 from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.audits import audit_embeddings
@@ -24,6 +24,7 @@ from faceforget.models.features import penultimate_features
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder, job_signature, write_config_snapshot
 from faceforget.timings import Stopwatch
+from faceforget.unlearn.distributed import current
 from faceforget.unlearn.engine import EngineResult, UnlearnData, build_banks, run_engine
 from faceforget.unlearn.method import UnlearningMethod, ViewBank
 from faceforget.unlearn.registry import get_method
@@ -114,18 +115,19 @@ class Workspace:
         own = self._features if model is self.original else penultimate_features(model, self.prefix, self.start).numpy()
         return {"penultimate": own, "suffix_input": pooled.numpy()}
 
-    def banks(self, cfg: EngineConfig, progress: bool) -> tuple[ViewBank, ViewBank]:
+    def banks(self, cfg: EngineConfig, progress: bool,
+              runtime: RuntimeConfig | None = None) -> tuple[ViewBank, ViewBank]:
         """View banks for `cfg` (cached by views, augmentation and seed: methods of one seed share them)."""
         key = (cfg.forget_views, cfg.retain_views, cfg.augment.model_dump_json(), cfg.seed, cfg.trainable)
         if key not in self._banks:
             self._banks.clear()
-            self._banks[key] = build_banks(self.original, self.data, cfg, progress)
+            self._banks[key] = build_banks(self.original, self.data, cfg, progress, runtime)
         return self._banks[key]
 
 
 def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
             eval_cfg: EvalConfig, progress: bool = True, watch: Stopwatch | None = None,
-            source: str = "the split") -> Workspace:
+            source: str = "the split", device: str = "cpu") -> Workspace:
     """
     Embed every split image with the original model, keeping the activations where training starts.
 
@@ -137,7 +139,7 @@ def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, train
     start = first_trainable_block(original, trainable)
     emb = embed_records(original, list(manifest.records), manifest.data_root, manifest.distractor_root,
                         batch_size=eval_cfg.batch_size, capture_at=start, progress=progress,
-                        description=f"embedding {len(manifest.records)} images")
+                        description=f"embedding {len(manifest.records)} images", device=device)
     prefix = emb.prefix if emb.prefix is not None else torch.empty(0)
     watch.lap("embed_original")
     data = unlearn_data(manifest, original.preprocess.input_size)
@@ -149,11 +151,11 @@ def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, train
                      lookalikes)
 
 
-def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool) -> np.ndarray:
+def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool, device: str = "cpu") -> np.ndarray:
     if ws.start == 0:
         return embed_records(model, list(ws.manifest.records), ws.manifest.data_root, ws.manifest.distractor_root,
-                             batch_size=ws.eval_cfg.batch_size, progress=progress).embeddings
-    return embed_from_prefix(model, ws.prefix, ws.start)
+                             batch_size=ws.eval_cfg.batch_size, progress=progress, device=device).embeddings
+    return embed_from_prefix(model, ws.prefix, ws.start, device=device)
 
 
 def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str, original: FaceModel) -> tuple[
@@ -161,7 +163,8 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
     """(signature, resolved config) of a run: what decides whether a finished run folder can be reused."""
     method = get_method(cfg.method, cfg.params)
     resolved = cfg.model_dump(mode="json") | {"params": method.params.model_dump(mode="json")}
-    trained = {k: v for k, v in resolved.items() if k != "verdict"}  # thresholds judge a run, not change it
+    # thresholds judge a run, not change it; the runtime (device, autocast) says where it ran
+    trained = {k: v for k, v in resolved.items() if k not in ("verdict", "runtime")}
     return job_signature(trained, manifest.hash, model_spec + ":" + model_fingerprint(original)), resolved
 
 
@@ -173,17 +176,21 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
     A finished run folder is replaced only with `overwrite` (`RunFolder.session`, docs/safety.md).
     metrics.json's timings are `watch`'s stages (a new stopwatch started here when None), up to writing it.
+    Under torchrun every rank trains; only rank 0 writes the folder and evaluates (the others return {}).
     """
     watch = Stopwatch() if watch is None else watch
     method = get_method(cfg.method, cfg.params)
     ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
     signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
+    if not current(cfg.runtime.device).is_main:  # another torchrun rank: train with rank 0, write nothing
+        run = RunFolder(Path(out))
+        return run, _train(ws, method, cfg, run, signature, progress, watch).model, {}
     with RunFolder(Path(out)).session(signature, overwrite) as run:
         write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
         result = _train(ws, method, cfg, run, signature, progress, watch)
         model_sha256 = _save_model(ws, cfg, run, result, signature)
         watch.lap("save_model")
-        after, metrics_after = _evaluate(ws, result.model, progress, watch)
+        after, metrics_after = _evaluate(ws, result.model, progress, watch, cfg.runtime.device)
         audits = audit_run(ws, result.model, after, cfg.engine.seed, run) | {"model_sha256": model_sha256}
         watch.lap("audits")
         metrics = _write_outputs(ws, run, result, after, audits, watch, {
@@ -197,7 +204,8 @@ def _train(ws: Workspace, method: UnlearningMethod, cfg: UnlearnConfig, run: Run
            progress: bool, watch: Stopwatch) -> EngineResult:
     """The engine run, resuming from the run folder's checkpoint of the same job."""
     return run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint, signature=signature,
-                      progress=progress, banks=ws.banks(cfg.engine, progress), watch=watch)
+                      progress=progress, banks=ws.banks(cfg.engine, progress, cfg.runtime), watch=watch,
+                      runtime=cfg.runtime)
 
 
 def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: EngineResult, signature: str) -> str:
@@ -206,9 +214,10 @@ def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: Engin
                            extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
 
 
-def _evaluate(ws: Workspace, model: FaceModel, progress: bool, watch: Stopwatch) -> tuple[np.ndarray, dict]:
+def _evaluate(ws: Workspace, model: FaceModel, progress: bool, watch: Stopwatch,
+              device: str = "cpu") -> tuple[np.ndarray, dict]:
     """The unlearned model's embeddings of the split and their retrieval metrics."""
-    after = _embed_unlearned(ws, model, progress)
+    after = _embed_unlearned(ws, model, progress, device)
     watch.lap("embed_unlearned")
     metrics = evaluate_embeddings(after, ws.manifest, ws.eval_cfg, ws.lookalikes)
     watch.lap("evaluate_unlearned")

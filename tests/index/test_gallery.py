@@ -244,7 +244,7 @@ def test_leftovers_of_a_killed_save_go_at_the_next_save(toy_embeddings, tmp_path
 
 
 @pytest.mark.parametrize("bad", [
-    {"kind": "hnsw"}, {"model_fingerprint": ""}, {"nprobe": 0}, {"ids": [0] * 160},
+    {"kind": "annoy"}, {"model_fingerprint": ""}, {"nprobe": 0}, {"ids": [0] * 160},
     {"embeddings": np.zeros((160, 16))}, {"embeddings": np.full((160, 16), np.nan)},
     {"embeddings": np.ones((159, 16))},
 ])
