@@ -74,3 +74,11 @@ def test_demo_without_data_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEFORGET_CACHE", str(tmp_path / "cache"))
     code, out = invoke("demo", "-o", tmp_path / "demo")
     assert code == 2 and "FACEFORGET_DATA" in out and "--data" in out
+
+
+def test_export_writes_an_onnx_file_and_bad_models_exit_2(tmp_path):
+    pytest.importorskip("onnxruntime")
+    code, out = invoke("export", "--model", "tiny", "-o", tmp_path / "tiny.onnx")
+    assert code == 0 and "onnxruntime matches torch" in out and (tmp_path / "tiny.onnx").stat().st_size > 1000
+    code, out = invoke("export", "--model", "no-such-model", "-o", tmp_path / "x.onnx")
+    assert code == 2 and "unknown model 'no-such-model'" in out and not (tmp_path / "x.onnx").exists()

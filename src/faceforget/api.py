@@ -248,6 +248,13 @@ def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Pa
     return write_report(inputs, out or folder.root)
 
 
+def export(model: str | FaceModel, out: str | Path, *, opset: int = 17) -> float:
+    """Write `model` (run/model.pt, a registered name or a model file) as ONNX; returns the onnxruntime error."""
+    from faceforget.models.onnx_export import export_onnx
+
+    return export_onnx(_as_model(model), out, opset=opset)
+
+
 def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
                   model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None) -> dict:
     """

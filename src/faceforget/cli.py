@@ -217,6 +217,20 @@ def report(
 
 
 @app.command()
+def export(
+    model: str = typer.Option(..., help="run/model.pt, a registered model name or a model file spec"),
+    output: Path = typer.Option(..., "-o", "--output", "--onnx", help="where to write model.onnx"),
+    opset: int = typer.Option(17, help="ONNX opset"),
+) -> None:
+    """Write a model as ONNX (dynamic batch; input float RGB [0,255] NCHW), checked against onnxruntime."""
+    from faceforget import api
+
+    with _errors():
+        error = api.export(model, output, opset=opset)
+    typer.echo(f"wrote {output}: onnxruntime matches torch to {error:.2g} (max abs difference)")
+
+
+@app.command()
 def demo(
     data: Optional[Path] = typer.Option(None, help="prepared LFW folder (default: $FACEFORGET_DATA, then the cache)"),
     output: Path = typer.Option(Path("demo"), "-o", "--output", help="folder for split, run, gallery, report"),
