@@ -248,6 +248,15 @@ def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Pa
     return write_report(inputs, out or folder.root)
 
 
+def align(data: str | Path, out: str | Path, *, template: str = "arcface112", landmarks: str | Path | None = None,
+          detect: bool = False, skip_bad: bool = False, progress: bool = True) -> dict:
+    """Align a dataset's images to the ArcFace-112 or dlib-150 template into a folder per identity."""
+    from faceforget.data.align_dataset import align_dataset
+
+    return align_dataset(data, out, template, landmarks=landmarks, detect=detect, skip_bad=skip_bad,
+                         progress=progress).to_dict()
+
+
 def export(model: str | FaceModel, out: str | Path, *, opset: int = 17) -> float:
     """Write `model` (run/model.pt, a registered name or a model file) as ONNX; returns the onnxruntime error."""
     from faceforget.models.onnx_export import export_onnx

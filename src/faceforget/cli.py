@@ -217,6 +217,25 @@ def report(
 
 
 @app.command()
+def align(
+    data: Path = typer.Option(..., help="raw images: folder per identity, CSV, CelebA or VGGFace2 root"),
+    output: Path = typer.Option(..., "-o", "--output", help="folder for the aligned crops (one folder per identity)"),
+    template: str = typer.Option("arcface112", help="arcface112 (SFace, ArcFace, iResNet) or dlib150 (dlib)"),
+    landmarks: Optional[Path] = typer.Option(None, help="five-point landmark CSV (e.g. LFW's landmarks.csv); "
+                                             "CelebA and VGGFace2 roots bring their own"),
+    detect: bool = typer.Option(False, "--detect", help="detect faces and landmarks with dlib where none are given"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip and list unreadable images instead of failing"),
+) -> None:
+    """Warp every image onto a 5-point template (LMedS similarity, JPEG q95); resumes an interrupted run."""
+    from faceforget import api
+
+    with _errors():
+        report = api.align(data, output, template=template, landmarks=landmarks, detect=detect, skip_bad=skip_bad)
+    typer.echo(f"{output}: {report['written']} crops written, {report['kept']} kept, {report['detected']} detected, "
+               f"{len(report['bad_files'])} bad files skipped")
+
+
+@app.command()
 def export(
     model: str = typer.Option(..., help="run/model.pt, a registered model name or a model file spec"),
     output: Path = typer.Option(..., "-o", "--output", "--onnx", help="where to write model.onnx"),
