@@ -34,7 +34,8 @@ def _read_names(path: Path) -> list[str]:
 
 @app.command()
 def protocol(
-    data: Path = typer.Option(..., help="dataset: folder per identity, or a CSV manifest (path,identity)"),
+    data: Path = typer.Option(..., help="dataset: folder per identity, CSV manifest (path,identity), CelebA or "
+                              "VGGFace2 root, insightface train.rec"),
     output: Path = typer.Option(..., "-o", "--output", help="where to write split.json"),
     forget: Optional[int] = typer.Option(None, help="number K of forget identities drawn with the seed"),
     forget_list: Optional[Path] = typer.Option(None, help="file with one identity name per line"),
