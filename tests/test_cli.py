@@ -276,3 +276,25 @@ def test_demo_verdict_timings_and_the_search_example(tmp_path, monkeypatch, make
     assert code == 2 and f"search it with --model {model}, or rebuild" in out
     code, out = invoke("index", "search", "--gallery", demo / "gallery", "--model", model, query)
     assert code == 0 and out.count("cos=") == 5
+
+
+def test_export_writes_an_onnx_file_and_bad_models_exit_2(tmp_path):
+    pytest.importorskip("onnxruntime")
+    code, out = invoke("export", "--model", "tiny", "-o", tmp_path / "tiny.onnx")
+    assert code == 0 and "onnxruntime matches torch" in out and (tmp_path / "tiny.onnx").stat().st_size > 1000
+    code, out = invoke("export", "--model", "no-such-model", "-o", tmp_path / "x.onnx")
+    assert code == 2 and "unknown model 'no-such-model'" in out and not (tmp_path / "x.onnx").exists()
+
+
+def test_align_from_a_landmark_csv_and_missing_landmarks_exit_2(tmp_path, make_tree):
+    from faceforget.data.align import ARCFACE_112, LANDMARKS
+
+    root = make_tree(tmp_path / "raw", {"ann": 2})
+    table = tmp_path / "marks.csv"
+    header = "identity,file," + ",".join(f"{k}_{c}" for k in LANDMARKS for c in "xy")
+    row = ",".join(f"{v / 5:.3f}" for v in ARCFACE_112.ravel())
+    table.write_text(f"{header}\nann,ann_0000.jpg,{row}\nann,ann_0001.jpg,{row}\n")
+    code, out = invoke("align", "--data", root, "--landmarks", table, "-o", tmp_path / "out")
+    assert code == 0 and "2 crops written" in out and len(list((tmp_path / "out" / "ann").glob("*.jpg"))) == 2
+    code, out = invoke("align", "--data", root, "-o", tmp_path / "out2")
+    assert code == 2 and "no landmarks" in out

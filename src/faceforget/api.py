@@ -340,6 +340,22 @@ def verdict(run: str | Path | None, *, audits: dict | None = None,
     return judge(metrics, audits, _gallery_check_dict(gallery), thresholds)
 
 
+def align(data: str | Path, out: str | Path, *, template: str = "arcface112", landmarks: str | Path | None = None,
+          detect: bool = False, skip_bad: bool = False, progress: bool = True) -> dict:
+    """Align a dataset's images to the ArcFace-112 or dlib-150 template into a folder per identity."""
+    from faceforget.data.align_dataset import align_dataset
+
+    return align_dataset(data, out, template, landmarks=landmarks, detect=detect, skip_bad=skip_bad,
+                         progress=progress).to_dict()
+
+
+def export(model: str | FaceModel, out: str | Path, *, opset: int = 17) -> float:
+    """Write `model` (run/model.pt, a registered name or a model file) as ONNX; returns the onnxruntime error."""
+    from faceforget.models.onnx_export import export_onnx
+
+    return export_onnx(_as_model(model), out, opset=opset)
+
+
 def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
                   model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None, model: str | None = None) -> dict:
     """

@@ -47,7 +47,8 @@ def _read_names(path: Path) -> list[str]:
 
 @app.command()
 def protocol(
-    data: Path = typer.Option(..., help="dataset: folder per identity, or a CSV manifest (path,identity)"),
+    data: Path = typer.Option(..., help="dataset: folder per identity, CSV manifest (path,identity), CelebA or "
+                              "VGGFace2 root, insightface train.rec"),
     output: Path = typer.Option(..., "-o", "--output", help="where to write split.json"),
     forget: Optional[int] = typer.Option(None, help="number K of forget identities drawn with the seed"),
     forget_list: Optional[Path] = typer.Option(None, help="file with one identity name per line"),
@@ -253,6 +254,39 @@ def report(
         written = api.report(run, split, data=data, out=output, gallery=gallery_check)
     typer.echo(f"verdict: {written['verdict']['headline']}")
     typer.echo(f"wrote {(output or run) / 'report.html'}")
+
+
+@app.command()
+def align(
+    data: Path = typer.Option(..., help="raw images: folder per identity, CSV, CelebA or VGGFace2 root"),
+    output: Path = typer.Option(..., "-o", "--output", help="folder for the aligned crops (one folder per identity)"),
+    template: str = typer.Option("arcface112", help="arcface112 (SFace, ArcFace, iResNet) or dlib150 (dlib)"),
+    landmarks: Optional[Path] = typer.Option(None, help="five-point landmark CSV (e.g. LFW's landmarks.csv); "
+                                             "CelebA and VGGFace2 roots bring their own"),
+    detect: bool = typer.Option(False, "--detect", help="detect faces and landmarks with dlib where none are given"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip and list unreadable images instead of failing"),
+) -> None:
+    """Warp every image onto a 5-point template (LMedS similarity, JPEG q95); resumes an interrupted run."""
+    from faceforget import api
+
+    with _errors():
+        report = api.align(data, output, template=template, landmarks=landmarks, detect=detect, skip_bad=skip_bad)
+    typer.echo(f"{output}: {report['written']} crops written, {report['kept']} kept, {report['detected']} detected, "
+               f"{len(report['bad_files'])} bad files skipped")
+
+
+@app.command()
+def export(
+    model: str = typer.Option(..., help="run/model.pt, a registered model name or a model file spec"),
+    output: Path = typer.Option(..., "-o", "--output", "--onnx", help="where to write model.onnx"),
+    opset: int = typer.Option(17, help="ONNX opset"),
+) -> None:
+    """Write a model as ONNX (dynamic batch; input float RGB [0,255] NCHW), checked against onnxruntime."""
+    from faceforget import api
+
+    with _errors():
+        error = api.export(model, output, opset=opset)
+    typer.echo(f"wrote {output}: onnxruntime matches torch to {error:.2g} (max abs difference)")
 
 
 @app.command()

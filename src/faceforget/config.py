@@ -33,6 +33,8 @@ class EngineConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0, description="max global grad norm; null disables")
     trainable: str = Field("last:5", description="'all', 'embedding' (last block) or 'last:N' blocks")
+    train_batchnorm: bool = Field(False, description="update BatchNorm running statistics while unlearning "
+                                  "(default: BatchNorm stays in eval mode)")
     sampler: Literal["balanced", "uniform", "union"] = Field(
         "balanced", description="balanced: m views of every forget identity per batch; uniform: "
         "independent uniform forget and retain draws; union: one uniform draw over both sets")
