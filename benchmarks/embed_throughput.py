@@ -1,16 +1,26 @@
 """
-Embedding throughput of the dlib ResNet port vs dlib's own C++ (if `import dlib` works), same LFW chips.
+Embedding throughput, side by side: dlib ResNet port (PyTorch) vs onnxruntime vs dlib's C++.
 
-Usage: FACEFORGET_DATA=/work/shared/datasets/lfw python benchmarks/embed_throughput.py [--images 320]
-Prints a Markdown table (images/s, warm-up excluded) and the max abs difference between the two.
+Same exported graph for onnxruntime, same chips and thread count, a batch-size sweep; dlib only if
+`import dlib` works.
+
+Usage: FACEFORGET_DATA=/work/shared/datasets/lfw python benchmarks/embed_throughput.py \
+           [--images 320] [--batches 1 8 32] [--threads 1] [--append]
+Without FACEFORGET_DATA the chips are seeded random pixels (throughput does not depend on content).
+Port variants: eager NCHW under `torch.inference_mode`, and the same with channels-last memory format.
+The ONNX graph is exported here with `torch.onnx.export` (TorchScript exporter, opset 17, dynamic
+batch); its outputs are checked against the port. Each (implementation, batch) cell takes the best of
+`--repeats` passes over the chips (a first warm-up batch is not timed); the passes are interleaved.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,60 +28,110 @@ from PIL import Image
 
 from faceforget.models.dlib_resnet import default_model_path, load_dlib_resnet
 
-
-def load_chips(root: Path, count: int) -> np.ndarray:
-    """Load the first `count` chips of `root/dlib150` (sorted paths) as uint8 RGB (N,150,150,3) via PIL."""
-    paths = sorted((root / "dlib150").glob("*/*.jpg"))[:count]
-    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
-
+sys.path.insert(0, str(Path(__file__).parent))
+from results_log import append_results, load  # noqa: E402
 
 Embed = Callable[[np.ndarray], np.ndarray]
 
 
+def load_chips(count: int) -> tuple[np.ndarray, str]:
+    """`count` uint8 RGB (N,150,150,3) chips: LFW `dlib150` (first sorted paths) or seeded noise."""
+    root = os.environ.get("FACEFORGET_DATA")
+    if root:
+        paths = sorted((Path(root) / "dlib150").glob("*/*.jpg"))[:count]
+        chips = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+        return chips, f"{len(paths)} LFW dlib150 chips"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, 150, 150, 3), dtype=np.uint8), f"{count} random 150x150 chips"
+
+
 def throughput(embed: Embed, chips: np.ndarray, batch: int) -> tuple[float, np.ndarray]:
-    """Time `embed` over `chips` in batches: images/s and the outputs (a first warm-up batch is not timed)."""
+    """Images/s of `embed` over `chips` in batches (a first warm-up batch is not timed), and the outputs."""
     embed(chips[:batch])
     start = time.perf_counter()
-    out = np.concatenate([embed(chips[i : i + batch]) for i in range(0, len(chips), batch)])
+    out = np.concatenate([embed(chips[i:i + batch]) for i in range(0, len(chips), batch)])
     return len(chips) / (time.perf_counter() - start), out
 
 
-def main() -> None:
-    """Time the port (and dlib, if importable) and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=320)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    chips = load_chips(Path(os.environ["FACEFORGET_DATA"]), args.images)
+def contenders(threads: int) -> dict[str, Embed]:
+    """Every implementation as chips -> embeddings, all on `threads` threads."""
+    torch.set_num_threads(threads)
     model = load_dlib_resnet().eval()
+    pre = model.preprocess
 
     def port(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(model.preprocess.to_tensor(x)).numpy()
+            return model(pre.to_tensor(x)).numpy()
 
-    rows = [("faceforget port (PyTorch)", *throughput(port, chips, args.batch))]
+    last = load_dlib_resnet().eval().to(memory_format=torch.channels_last)
+
+    def port_cl(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return last(pre.to_tensor(x).contiguous(memory_format=torch.channels_last)).numpy()
+
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    example = pre.to_tensor(np.zeros((2, 150, 150, 3), np.uint8))
+    torch.onnx.export(model, (example,), buf, input_names=["x"], output_names=["y"], opset_version=17,
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+    def onnx(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {"x": pre.to_tensor(x).numpy()})[0]
+
+    out = {"port (PyTorch, inference_mode)": port, "port, channels-last": port_cl,
+           f"onnxruntime {ort.__version__} (exported port)": onnx}
     try:
         import dlib
     except ImportError:
-        print("dlib is not importable (pip install dlib-bin): only the port was timed")
-    else:
-        net = dlib.face_recognition_model_v1(str(default_model_path()))
+        return out
+    net = dlib.face_recognition_model_v1(str(default_model_path()))
 
-        def native(x: np.ndarray) -> np.ndarray:
-            return np.array(net.compute_face_descriptor(list(x)), dtype=np.float32)
+    def native(x: np.ndarray) -> np.ndarray:
+        return np.array(net.compute_face_descriptor(list(x)), dtype=np.float32)
 
-        name = f"dlib {dlib.__version__} C++ (BLAS={dlib.DLIB_USE_BLAS})"
-        rows.append((name, *throughput(native, chips, args.batch)))
-    print(f"{len(chips)} chips, batch {args.batch}, torch {torch.__version__} on {args.threads} threads\n")
-    print("| implementation | images/s | relative to dlib |")
-    print("|---|---:|---:|")
-    base = rows[-1][1] if len(rows) == 2 else float("nan")
-    for name, speed, _ in rows:
-        print(f"| {name} | {speed:.1f} | {speed / base:.2f}x |")
-    if len(rows) == 2:
-        print(f"\nmax abs difference port vs dlib: {np.abs(rows[0][2] - rows[1][2]).max():.2e}")
+    return out | {f"dlib {dlib.__version__} C++ (BLAS={dlib.DLIB_USE_BLAS})": native}
+
+
+def main() -> None:
+    """Time every implementation at every batch size, interleaved, and print (optionally append) the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    load_before = load()
+    chips, source = load_chips(args.images)
+    impls = contenders(args.threads)
+    speed: dict[tuple[str, int], float] = {}
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(args.repeats):
+        for batch in args.batches:
+            for name, embed in impls.items():
+                if name.startswith("dlib") and batch != args.batches[-1]:
+                    continue  # dlib batches internally: one size is enough
+                s, out = throughput(embed, chips, batch)
+                speed[name, batch] = max(speed.get((name, batch), 0.0), s)
+                outputs[name] = out
+    onnx = next(n for n in impls if n.startswith("onnxruntime"))
+    lines = [f"{source}, torch {torch.__version__} and onnxruntime on {args.threads} thread(s), "
+             f"best of {args.repeats} interleaved passes", "",
+             "| implementation | batch | images/s | / onnxruntime same batch |", "|---|---:|---:|---:|"]
+    for (name, batch), s in speed.items():
+        ratio = s / speed[onnx, batch] if (onnx, batch) in speed else float("nan")
+        lines.append(f"| {name} | {batch} | {s:.1f} | {ratio:.2f} |")
+    ref = outputs["port (PyTorch, inference_mode)"]
+    lines += [""] + [f"max abs difference {name} vs the port: {np.abs(out - ref).max():.2e}"
+                     for name, out in outputs.items() if out is not ref]
+    table = "\n".join(lines)
+    print(table)
+    if args.append:
+        append_results("Embedding throughput (issue 13)", "python " + " ".join(sys.argv), table, load_before)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from faceforget.data.errors import DataError
 from faceforget.data.split import load_split
 from faceforget.eval.embed import embed_records
 from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
-from faceforget.models.checkpoint import load_checkpoint
+from faceforget.fileio import json_ready, sha256_file
+from faceforget.models.checkpoint import load_checkpoint, save_checkpoint
 from faceforget.models.registry import load_model
 from faceforget.report.tables import fmt
+from faceforget.runs import RunFolderError
 from faceforget.unlearn.registry import get_method
 
 SMALL = {"engine": {"steps": 3, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "forget_per_identity": 2,
@@ -113,8 +115,8 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_re
     result = api.evaluate(make_tiny_model(), None, split, progress=False)
     original = json.loads(run.metrics.read_text())["original"]
     assert result["metrics"]["forget"]["mAP"] == pytest.approx(original["forget"]["mAP"], abs=1e-6)
-    audits = api.audit(None, None, split, run=run.root, out=run.root / "audits.json", progress=False)
-    assert json.loads((run.root / "audits.json").read_text()) == audits
+    audits = api.audit(None, None, split, run=run.root, progress=False)
+    assert audits == json.loads((run.root / "audits.json").read_text())  # the run audited itself the same way
     # the run folder's stored embeddings give the same audits as embedding the split with both models again
     again = api.audit(str(run.model), None, split, original_model=make_tiny_model(), progress=False)
     four = {"reenrol", "probe", "threshold", "mia"}  # the run folder also probes its stored deeper features
@@ -128,6 +130,22 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_re
     rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)]
     assert sorted(r for r in rows if r) == sorted([name, fmt(a["before"]), fmt(a["after"]), fmt(a["chance"])]
                                                   for name, a in audits["audits"].items())
+    save_checkpoint(make_tiny_model(5), run.model, base="tiny")  # another model put into the folder
+    for stage in (lambda: api.report(run.root, split, progress=False),
+                  lambda: api.audit(None, None, split, run=run.root, progress=False)):
+        with pytest.raises(RunFolderError, match="metrics.json was made from model .* belong to different runs"):
+            stage()
+
+
+def test_metrics_json_is_strict_json_and_records_the_model(split, tmp_path, make_tiny_model):
+    result = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False)
+    text = result.run.metrics.read_text()
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+    stored = json.loads(text, parse_constant=refuse)
+    assert stored == json_ready(result.metrics)  # NaN (e.g. an undefined score) stored as null
+    assert stored["model_sha256"] == sha256_file(result.run.model) == result.run.model_checksum.read_text().strip()
 
 
 def test_bad_inputs_fail_clearly(split, tmp_path, toy_dataset, make_tiny_model):
@@ -147,8 +165,9 @@ def test_split_without_forget_train_is_an_error(toy_dataset, tmp_path, make_tiny
 
     manifest = api.make_split(toy_dataset, forget=1, seed=0, progress=False)
     stripped = replace(manifest, records=tuple(r for r in manifest.records if r.role != "forget_train"))
-    with pytest.raises(DataError, match="no forget_train"):
+    with pytest.raises(DataError, match="0 identities with forget_train images"):
         api.unlearn(make_tiny_model(), None, stripped, config=SMALL, out=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_saved_dlib_checkpoint_round_trips(tmp_path):
@@ -167,17 +186,20 @@ def test_saved_dlib_checkpoint_round_trips(tmp_path):
 
 
 def test_workspace_prefix_moves_forward_exactly(split, make_tiny_model):
-    from faceforget.config import EvalConfig
+    from faceforget.config import EngineConfig, EvalConfig
     from faceforget.data.split import load_split
     from faceforget.eval.embed import embed_from_prefix
     from faceforget.workspace import prepare
 
     model = make_tiny_model()
     manifest = load_split(split, progress=False)
+    engine = EngineConfig(trainable="last:2", forget_views=1, retain_views=1)
     for first in ("all", "last:3"):
         ws = prepare(model, "tiny", manifest, first, EvalConfig(), progress=False)
+        banks = ws.banks(engine, progress=False)
         later = ws.at(2)
         assert later.start_block == 2 and later.prefix.shape[0] == len(ws.embeddings_before)
         np.testing.assert_allclose(embed_from_prefix(model, later.prefix, 2), ws.embeddings_before, atol=1e-5)
+        assert later.banks(engine, progress=False) is banks  # the view banks are not rebuilt
     with pytest.raises(ValueError, match="back"):
         later.at(1)

@@ -117,11 +117,10 @@ def _start_block_of(model: FaceModel) -> Callable[[str], int]:
 
 def _audits_after(run: RunFolder, model: Literal["before", "after"] = "after") -> dict:
     """{audit: {after, chance}} of a finished cell, for its unlearned model or (before) the original."""
-    path = run.root / "audits.json"
-    if not path.is_file():
+    if not run.audits.is_file():
         return {}
     return {name: {"after": a[model], "chance": a["chance"]}
-            for name, a in json.loads(path.read_text())["audits"].items()}
+            for name, a in json.loads(run.audits.read_text())["audits"].items()}
 
 
 def _reference_rows(metrics_before: dict, seed: int, split_hash: str, audits: dict) -> list[dict]:
@@ -151,7 +150,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
                 if ws is None:
                     earliest = min((c.engine.trainable for c in cells.values()), key=_start_block_of(original_model))
                     ws = prepare(original_model, cfg.model, manifest, earliest, cfg.eval, progress)
-                run_in_workspace(ws, cells[name], run.root, progress)
+                run_in_workspace(ws, cells[name], run.root, progress, overwrite=True)  # stale or unfinished
             results.append(run.read_metrics() | {"row": name, "audits": _audits_after(run)})
         metrics_before = ws.metrics_before if ws is not None else results[-1]["original"]
         results += _reference_rows(metrics_before, seed, manifest.hash, _audits_after(run, "before"))
@@ -182,9 +181,9 @@ def _histograms(results: list[dict], out: Path) -> None:
     labels = np.array([r.identity for r in manifest.records])[test]
     forget = np.array([r.role == "forget_test" for r in manifest.records])[test]
     for r in results:
-        run = out / f"seed{seed}" / r["row"]
-        if r["seed"] != seed or not (run / "embeddings_unlearned.npy").is_file():
+        run = RunFolder(out / f"seed{seed}" / r["row"])
+        if r["seed"] != seed or not run.embeddings_unlearned.is_file():
             continue
-        before = np.load(run / "embeddings_original.npy")[test]
-        after = np.load(run / "embeddings_unlearned.npy")[test]
+        before = np.load(run.embeddings_original)[test]
+        after = np.load(run.embeddings_unlearned)[test]
         save_figure(similarity_histograms(before, after, labels, forget, seed=seed), out / f"hist_{r['row']}.png")

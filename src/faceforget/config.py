@@ -33,6 +33,8 @@ class EngineConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0, description="max global grad norm; null disables")
     trainable: str = Field("last:5", description="'all', 'embedding' (last block) or 'last:N' blocks")
+    train_batchnorm: bool = Field(False, description="update BatchNorm running statistics while unlearning "
+                                  "(default: BatchNorm stays in eval mode)")
     sampler: Literal["balanced", "uniform", "union"] = Field(
         "balanced", description="balanced: m views of every forget identity per batch; uniform: "
         "independent uniform forget and retain draws; union: one uniform draw over both sets")
@@ -55,7 +57,7 @@ class EvalConfig(_Strict):
     fars: tuple[float, ...] = (1e-3, 1e-4)
     batch_size: int = Field(64, ge=1)
     chunk_size: int = Field(512, ge=1)
-    knn: Literal["torch", "faiss"] = "torch"
+    knn: Literal["exact", "torch", "faiss"] = "exact"  # torch/faiss: top-k, R@k and mAP@R only
 
 
 class VerdictConfig(_Strict):
@@ -76,6 +78,14 @@ class VerdictConfig(_Strict):
                                     "person after the rebuild")
 
 
+class RuntimeConfig(_Strict):
+    """Where a run executes, not what it computes: left out of the job signature (docs/scale.md)."""
+
+    device: str = Field("cpu", description="torch device of every stage: embedding, view cache, training "
+                        "('cuda' is untested here)")
+    amp: bool = Field(False, description="bfloat16 autocast of the forward passes (for GPUs)")
+
+
 class RecipePolicy(_Strict):
     """How a method's reference recipe meets the engine settings (`unlearn/recipe.py`, docs/methods.md)."""
 
@@ -92,7 +102,7 @@ class UnlearnConfig(RecipePolicy):
     One unlearning run: method name, its params (validated by the method), the engine, the recipe policies.
 
     `unlearn.recipe.resolve_recipe` merges the method's reference recipe into `engine`; the resolved
-    `run_settings()` are what a run records; its signature hashes them without the verdict bars.
+    `run_settings()` are what a run records; its signature hashes them without the verdict and runtime.
     """
 
     method: str = "dispersion"
@@ -100,6 +110,7 @@ class UnlearnConfig(RecipePolicy):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     engine_overrides: dict = Field(default_factory=dict, description="engine keys that win over the method's "
                                    "reference recipe (a benchmark entry's `engine`)")
 
@@ -112,8 +123,8 @@ class UnlearnConfig(RecipePolicy):
         return value
 
     def run_settings(self) -> dict:
-        """Method, params, engine, eval and verdict bars as JSON data: what a resolved run records."""
-        return self.model_dump(mode="json", include={"method", "params", "engine", "eval", "verdict"})
+        """Method, params, engine, eval, verdict bars and runtime as JSON data: what a resolved run records."""
+        return self.model_dump(mode="json", include={"method", "params", "engine", "eval", "verdict", "runtime"})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -141,7 +152,12 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return validate_config(model, data, str(path))

@@ -102,3 +102,22 @@ def test_bad_arguments_are_clear_errors(knn: KnnFunc) -> None:
     with pytest.raises(ValueError, match="same d"):
         knn(q[:, :2], g, 1)
     assert knn(q, g, 3, exclude=np.array([-1, -1]))[1].shape == (2, 3)
+
+
+@pytest.mark.parametrize("loo", [False, True])
+def test_running_topk_is_identical_for_block_sizes_1_prime_n(loo: bool) -> None:
+    """exact_topk blocks queries and gallery rows alike; ties (duplicated rows) go to the lower index."""
+    rng = np.random.default_rng(3)
+    g = _unit(rng, 60, 8)
+    g[30:40] = g[:10]  # exact duplicates: tied scores across gallery blocks
+    q = g[:17] if loo else _unit(rng, 17, 8)
+    exclude = np.arange(17) if loo else None
+    ref_s, ref_i = _brute(q, g, 12, exclude)
+    for chunk in (1, 7, 60):
+        s, i = exact_topk(q, g, 12, exclude=exclude, chunk_size=chunk)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_allclose(s, ref_s, atol=1e-6)
+    big = np.concatenate([g] * 300)  # 18,000 rows: two gallery blocks of 16,384, ties across the boundary
+    scores = (q.astype(np.float64) @ big.T.astype(np.float64)).astype(np.float32)
+    order = np.lexsort((np.broadcast_to(np.arange(len(big)), scores.shape), -scores), axis=1)
+    np.testing.assert_array_equal(exact_topk(q, big, 5, chunk_size=7)[1], order[:, :5])

@@ -112,3 +112,15 @@ def test_epochs_set_the_step_count(tiny_model, toy_data):
     cfg = EngineConfig(**{**SMALL, "epochs": 2})  # 16 retain images at retain_batch 8: 2 steps per epoch
     result = run_engine(get_method("dispersion"), tiny_model, toy_data, cfg, progress=False)
     assert len(result.history) == 4
+
+
+def test_batchnorm_statistics_stay_frozen_unless_configured(make_tiny_model, toy_data):
+    model = make_tiny_model()
+    model.blocks.b2 = torch.nn.Sequential(model.blocks.b2[0], torch.nn.BatchNorm2d(16).eval(), torch.nn.ReLU())
+    start = model.blocks.b2[1].running_mean.clone()
+    frozen = run_engine(get_method("dispersion"), model, toy_data, EngineConfig(**SMALL), progress=False).model
+    assert torch.equal(frozen.blocks.b2[1].running_mean, start)
+    moving = run_engine(get_method("dispersion"), model, toy_data, EngineConfig(**SMALL, train_batchnorm=True),
+                        progress=False).model
+    assert not torch.equal(moving.blocks.b2[1].running_mean, start)
+    assert torch.equal(model.blocks.b2[1].running_mean, start)  # the original is never touched

@@ -6,6 +6,7 @@ model whose earlier blocks are unchanged be re-evaluated by running only its suf
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -44,27 +45,35 @@ def record_paths(records: Sequence[FaceRecord], data_root: str | Path,
 @torch.no_grad()
 def embed_paths(
     model: FaceModel, paths: Sequence[str | Path], *, batch_size: int = 64, start_block: int = 0,
-    progress: bool = True, description: str = "embedding",
+    progress: bool = True, description: str = "embedding", device: str = "cpu",
 ) -> Embedded:
-    """Embed every image with `model` in eval mode, batch by batch; keep the prefix if `start_block` > 0."""
-    model.eval()
+    """Embed every image with `model` in eval mode, batch by batch (on `device`, CPU out); prefix if start_block."""
+    model = _on(model, device).eval()
     size = model.preprocess.input_size
     outs, prefixes = [], []
     with progress_bar(description, len(paths), progress) as bar:
         for lo in range(0, len(paths), batch_size):
             chunk = paths[lo:lo + batch_size]
-            x = load_pixels(chunk, size).permute(0, 3, 1, 2).float()
+            x = load_pixels(chunk, size).permute(0, 3, 1, 2).float().to(device)
             if start_block:
                 h = model.forward_prefix(x, start_block)
-                prefixes.append(h)
-                outs.append(model.forward_from(h, start_block))
+                prefixes.append(h.cpu())
+                outs.append(model.forward_from(h, start_block).cpu())
             else:
-                outs.append(model(x))
+                outs.append(model(x).cpu())
             bar.advance(len(chunk))
     dim = model.preprocess.embedding_dim
     emb = torch.cat(outs).numpy().astype(np.float32) if outs else np.zeros((0, dim), np.float32)
     prefix = torch.cat(prefixes) if prefixes else None
     return Embedded(emb, prefix)
+
+
+@torch.no_grad()
+def embed_pixels(model: FaceModel, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Embeddings (n, dim) of uint8 NHWC images already at the model's input size."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+    return torch.cat([model(x[lo:lo + batch_size]) for lo in range(0, len(x), batch_size)]).numpy().astype(np.float32)
 
 
 def embed_records(
@@ -75,10 +84,16 @@ def embed_records(
     return embed_paths(model, record_paths(records, data_root, distractor_root), **kwargs)
 
 
+def _on(model: FaceModel, device: str) -> FaceModel:
+    """`model` itself for the CPU, else a copy on `device` (the caller's model is not moved)."""
+    return model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)
+
+
 @torch.no_grad()
-def embed_from_prefix(model: FaceModel, prefix: torch.Tensor, start_block: int, batch_size: int = 256) -> np.ndarray:
+def embed_from_prefix(model: FaceModel, prefix: torch.Tensor, start_block: int, batch_size: int = 256,
+                      device: str = "cpu") -> np.ndarray:
     """Run blocks[start_block:] of `model` over stored prefix activations (blocks before must be unchanged)."""
-    model.eval()
-    outs = [model.forward_from(prefix[lo:lo + batch_size], start_block)
+    model = _on(model, device).eval()
+    outs = [model.forward_from(prefix[lo:lo + batch_size].to(device), start_block).cpu()
             for lo in range(0, prefix.shape[0], batch_size)]
     return torch.cat(outs).numpy().astype(np.float32)

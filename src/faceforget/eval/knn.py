@@ -1,5 +1,5 @@
 """
-k-NN backends behind one signature: exact chunked top-k (torch) and FAISS IndexFlatIP.
+k-NN backends behind one signature: exact blocked top-k (torch, running top-k) and FAISS IndexFlatIP.
 
 Both take L2-normalised float32 arrays, score by inner product (= cosine) and return float32 scores and
 int64 gallery indices of shape (nq, k), best first. `exclude[i]` (-1 for none) is a gallery index left
@@ -65,6 +65,18 @@ def _topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     return picked.gather(1, order), idx.gather(1, order)
 
 
+def _merge_topk(best_s: torch.Tensor, best_i: torch.Tensor, s: torch.Tensor, first: int,
+                k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k: the k best of the kept (scores, indices) and a block `s` of gallery rows from `first`."""
+    if best_i.shape[1]:  # kept items, in index order, then the block: column order is gallery order
+        order = torch.argsort(best_i, dim=1)
+        best_s, best_i = best_s.gather(1, order), best_i.gather(1, order)
+    cand_s = torch.cat([best_s, s], dim=1)
+    cand_i = torch.cat([best_i, first + torch.arange(s.shape[1], device=s.device).expand(len(s), -1)], dim=1)
+    top_s, col = _topk_lowest_index(cand_s, min(k, cand_s.shape[1]))
+    return top_s, cand_i.gather(1, col)
+
+
 def exact_topk(
     queries: np.ndarray,
     gallery: np.ndarray,
@@ -72,24 +84,33 @@ def exact_topk(
     *,
     exclude: np.ndarray | None = None,
     chunk_size: int = 1024,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """
-    Exact inner-product top-k, `chunk_size` queries at a time; ties go to the lower gallery index.
+    Exact inner-product top-k in blocks of `chunk_size` queries x b = max(chunk_size, 16384) gallery rows.
 
-    Scores are accumulated in float64 and rounded to float32, so they do not depend on the chunking.
+    A running top-k merges the blocks; ties go to the lower gallery index. Scores are accumulated in
+    float64 and rounded to float32, so they do not depend on the blocking. Memory beyond the inputs:
+    about 16 chunk_size (b + k) bytes, whatever the gallery size. `device` is any torch device ("cuda":
+    untested here).
     """
     q, g, ex = _validate(queries, gallery, k, exclude, chunk_size)
-    g64 = torch.from_numpy(g).double()
+    g64 = torch.from_numpy(g).to(device, torch.float64)
+    block = max(chunk_size, 16384)
     scores = np.empty((len(q), k), dtype=np.float32)
     indices = np.empty((len(q), k), dtype=np.int64)
     for a in range(0, len(q), chunk_size):
         b = min(a + chunk_size, len(q))
-        s = (torch.from_numpy(q[a:b]).double() @ g64.T).float()
-        if ex is not None:
-            rows = np.flatnonzero(ex[a:b] >= 0)
-            s[torch.from_numpy(rows), torch.from_numpy(ex[a:b][rows])] = -torch.inf
-        top_s, top_i = _topk_lowest_index(s, k)
-        scores[a:b], indices[a:b] = top_s.numpy(), top_i.numpy()
+        q64 = torch.from_numpy(q[a:b]).to(device, torch.float64)
+        top_s = torch.empty((b - a, 0), dtype=torch.float32, device=device)
+        top_i = torch.empty((b - a, 0), dtype=torch.int64, device=device)
+        for c in range(0, len(g), block):
+            s = (q64 @ g64[c:c + block].T).float()
+            if ex is not None:
+                rows = np.flatnonzero((ex[a:b] >= c) & (ex[a:b] < c + block))
+                s[torch.from_numpy(rows), torch.from_numpy(ex[a:b][rows] - c)] = -torch.inf
+            top_s, top_i = _merge_topk(top_s, top_i, s, c, k)
+        scores[a:b], indices[a:b] = top_s.cpu().numpy(), top_i.cpu().numpy()
     return scores, indices
 
 
@@ -123,3 +144,11 @@ def faiss_topk(
         scores[a:b] = np.take_along_axis(s, order, axis=1)
         indices[a:b] = np.take_along_axis(i, order, axis=1)
     return scores, indices
+
+
+def knn_backend(name: str) -> KnnFunc | None:
+    """The backend `EvalConfig.knn` names: None for "exact" (full ranking in eval/metrics.py)."""
+    backends: dict[str, KnnFunc | None] = {"exact": None, "torch": exact_topk, "faiss": faiss_topk}
+    if name not in backends:
+        raise ValueError(f"unknown knn backend {name!r}; choose from {sorted(backends)}")
+    return backends[name]

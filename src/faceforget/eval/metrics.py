@@ -2,17 +2,22 @@
 Pure retrieval and verification metrics on cosine similarity (numpy in, floats or arrays out).
 
 Ties: cosine scores are computed in float64 and rounded to float32; equal float32 scores are a tie.
-No metric depends on the gallery order. AP groups a tie into one threshold, exactly as
-`sklearn.metrics.average_precision_score`; R@k and MAP@R are expectations under uniform random
-tie-breaking. A query with no relevant gallery item gets NaN in every per-query field and is left
-out of the averages; `summarise` reports how many were left out as "n_no_relevant".
+`rank_queries` needs no full sort and no N x N matrix: a float32 matmul places every gallery item,
+only the items within its error of a relevant item's score are rescored exactly, and each relevant
+item's rank is a count (docs/evaluation.md). No metric depends on the gallery order. AP groups a
+tie into one threshold, exactly as `sklearn.metrics.average_precision_score`; R@k and MAP@R are
+expectations under uniform random tie-breaking. A query with no relevant gallery item gets NaN in
+every per-query field and is left out of the averages; `summarise` reports how many were left out
+as "n_no_relevant".
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+KnnSearch = Callable[..., tuple[np.ndarray, np.ndarray]]  # eval/knn.py's KnnFunc: (queries, gallery, k) -> top-k
 
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -24,8 +29,15 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine matrix of two row-normalised float64 arrays, rounded to float32 (ties stay ties)."""
-    return (a @ b.T).astype(np.float32)
+    """
+    Cosine matrix of two row-normalised float64 arrays, rounded to float32 (ties stay ties).
+
+    Both sides get at least two rows, so BLAS always takes its matrix-matrix path and a score does
+    not depend on how many others are computed with it (a one-row product takes another path).
+    """
+    na, nb = len(a), len(b)
+    a2, b2 = (np.concatenate([x, x[:1]]) if len(x) == 1 else x for x in (a, b))
+    return (a2 @ b2.T)[:na, :nb].astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,46 +68,136 @@ def _log_none_drawn(n: np.ndarray, r: np.ndarray, m: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rank_chunk(
-    scores: np.ndarray, rel: np.ndarray, n_rel: np.ndarray, n_gal: np.ndarray, ks: Sequence[int], w: int
-) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """
-    AP, expected AP@R and expected hits for rows of scores (excluded items at -inf, not relevant).
+MAX_BLOCK_SCORES = 1 << 22  # similarity cells per block: rank_queries caps its query chunk at this // n_gallery
 
-    MAP@R looks at the first `w` >= max(n_rel) places; w is fixed per call so sums do not depend on chunks.
+
+def _unit_rows(x: np.ndarray, norms: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of `x` L2-normalised in float64, bit-identical to `l2_normalise(x.astype(float64))[rows]`."""
+    return x[rows].astype(np.float64) / np.maximum(norms[rows], 1e-12)[:, None]
+
+
+def _unit32(x: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of `x` L2-normalised in float64 then rounded to float32, float64 norms), in row blocks."""
+    unit, norms = np.empty(x.shape, dtype=np.float32), np.empty(len(x))
+    for a in range(0, len(x), block):
+        rows = np.arange(a, min(a + block, len(x)))
+        norms[rows] = np.linalg.norm(x[rows].astype(np.float64), axis=1)
+        unit[rows] = _unit_rows(x, norms, rows)
+    return unit, norms
+
+
+def _take_relevant(scores: np.ndarray, q_unit: np.ndarray, g: np.ndarray, g_norms: np.ndarray, qc: np.ndarray,
+                   ex: np.ndarray, by_code: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     """
-    c, ng = scores.shape
-    order = np.argsort(-scores, axis=1)
-    s = np.take_along_axis(scores, order, axis=1)
-    cum = np.zeros((c, ng + 1))
-    np.cumsum(np.take_along_axis(rel, order, axis=1), axis=1, out=cum[:, 1:])
-    pos = np.arange(ng)
-    first = np.ones((c, ng), dtype=bool)
-    first[:, 1:] = s[:, 1:] != s[:, :-1]
-    last = np.ones((c, ng), dtype=bool)
+    (c, width) exact scores of each query's same-label gallery items, best first, -inf padding.
+
+    Label `code` owns gallery rows `by_code[starts[code]:starts[code + 1]]`; those items (and the
+    excluded ones) are set to -inf in `scores`, which is modified in place.
+    """
+    t = np.full((len(qc), width), -np.inf, dtype=np.float32)
+    r_ex = np.flatnonzero(ex >= 0)
+    scores[r_ex, ex[r_ex]] = -np.inf
+    for code in np.unique(qc):
+        rows, items = np.flatnonzero(qc == code), by_code[starts[code]:starts[code + 1]]
+        if len(items):
+            s = _cosine(q_unit[rows], _unit_rows(g, g_norms, items))
+            s[items[None, :] == ex[rows, None]] = -np.inf
+            t[rows[:, None], np.arange(len(items))[None, :]] = s
+            scores[rows[:, None], items[None, :]] = -np.inf
+    return -np.sort(-t, axis=1)
+
+
+def _tie_span(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted best first: how many entries of the row are > and >= each entry."""
+    c, w = t.shape
+    pos, first, last = np.arange(w), np.ones((c, w), dtype=bool), np.ones((c, w), dtype=bool)
+    first[:, 1:] = t[:, 1:] != t[:, :-1]
     last[:, :-1] = first[:, 1:]
     start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
-    end = np.minimum.accumulate(np.where(last, pos, ng - 1)[:, ::-1], axis=1)[:, ::-1]
-    above = np.take_along_axis(cum, start, axis=1)  # relevant items strictly above the tie group
-    through = np.take_along_axis(cum, end + 1, axis=1)  # ... down to the end of the tie group
-    r = np.maximum(n_rel, 1)
-    ap = np.where(last, (through - above) * through / (pos + 1), 0.0).sum(axis=1) / r
+    end = np.minimum.accumulate(np.where(last, pos, w - 1)[:, ::-1], axis=1)[:, ::-1]
+    return start.astype(np.float64), end + 1.0
 
-    size, r_g, p = end[:, :w] - start[:, :w] + 1, through[:, :w] - above[:, :w], pos[:w] - start[:, :w]
-    # E[rel_i * (#relevant in the first i)] at place i = p-th (0-based) inside its tie group
-    inner = np.where(size > 1, p * (r_g - 1) / np.maximum(size - 1, 1), 0.0)
-    term = r_g / size * (above[:, :w] + 1 + inner) / (pos[:w] + 1)
-    ap_r = np.where(pos[:w] < n_rel[:, None], term, 0.0).sum(axis=1) / r
+
+def _order_keys(row_offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """int64 keys that sort by (row, float32 value) as the floats compare (-0.0 == 0.0); offsets: row << 32."""
+    keys = values.astype(np.float32, copy=False).view(np.int32).astype(np.int64)
+    negative = keys < 0
+    keys[negative] = -(keys[negative] & 0x7FFFFFFF)  # now monotone in the value, in (-2^31, 2^31)
+    keys += 2**31
+    keys += row_offsets
+    return keys
+
+
+def _count_above(scores: np.ndarray, t: np.ndarray, n_rel: np.ndarray, q_unit: np.ndarray, g: np.ndarray,
+                 g_norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Exact (c, width) counts of the other gallery items scoring > and >= each relevant score `t`.
+
+    `scores` are float32 matmul scores with the relevant and excluded items at -inf; they are within
+    `delta` of the exact ones, so only items inside [t - delta, t + delta) are rescored exactly, and
+    only the items above a row's lowest t - delta are sorted (all rows at once, by (row, score) keys).
+    """
+    delta = np.float32(2.0 * (g.shape[1] + 2) * 2.0**-24)  # > the float32 error of a unit dot (d+3 ulps)
+    c, w = t.shape
+    lowest = np.where(n_rel > 0, t[np.arange(c), np.maximum(n_rel - 1, 0)] - delta, np.inf)
+    keep = scores >= lowest[:, None]
+    counts = np.count_nonzero(keep, axis=1)
+    keys = _order_keys(np.repeat(np.arange(c, dtype=np.int64) << 32, counts), scores[keep])
+    keys.sort()
+    e_rows, e_cols = np.nonzero(np.arange(w)[None, :] < n_rel[:, None])
+    lo_edge, hi_edge = t[e_rows, e_cols] - delta, t[e_rows, e_cols] + delta
+    lo = np.searchsorted(keys, _order_keys(e_rows.astype(np.int64) << 32, lo_edge))
+    hi = np.searchsorted(keys, _order_keys(e_rows.astype(np.int64) << 32, hi_edge))
+    gt = np.zeros(t.shape)
+    gt[e_rows, e_cols] = np.cumsum(counts)[e_rows] - hi
+    ge = gt.copy()
+    for e, i, j in zip(*np.nonzero(hi > lo), e_rows[hi > lo], e_cols[hi > lo], strict=True):
+        near = np.flatnonzero((scores[i] >= lo_edge[e]) & (scores[i] < hi_edge[e]))
+        exact = _cosine(q_unit[i][None, :], _unit_rows(g, g_norms, near))[0]
+        gt[i, j], ge[i, j] = gt[i, j] + (exact > t[i, j]).sum(), ge[i, j] + (exact >= t[i, j]).sum()
+    return gt, ge
+
+
+def _rank_chunk(above: np.ndarray, through: np.ndarray, rel_above: np.ndarray, rel_through: np.ndarray,
+                n_rel: np.ndarray, n_gal: np.ndarray, ks: Sequence[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """
+    AP, expected AP@R and expected hits from each relevant item's tie group (rows best first).
+
+    above / through: gallery items scoring > / >= the item; rel_*: the same among the relevant items.
+    """
+    w = above.shape[1]
+    valid = np.arange(w)[None, :] < n_rel[:, None]
+    r = np.maximum(n_rel, 1).astype(np.float64)
+    ap = np.where(valid, rel_through / np.maximum(through, 1), 0.0).sum(axis=1) / r
+
+    # E[rel_i * (#relevant in the first i) / i] summed over the places i < R of the item's tie group
+    size = through - above
+    stop = np.minimum(through, r[:, None])
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, w + 1))])
+    h = harmonic[np.clip(stop, 0, w).astype(np.int64)] - harmonic[np.clip(above, 0, w).astype(np.int64)]
+    s0 = np.where(size == 1, 1.0 / (above + 1), h)  # sum of 1 / (place + 1)
+    s1 = (stop - above) - (above + 1) * s0  # sum of (place - first place) / (place + 1)
+    slope = np.where(size > 1, (rel_through - rel_above - 1) / np.maximum(size - 1, 1), 0.0)
+    term = ((rel_above + 1) * s0 + slope * s1) / size
+    ap_r = np.where(valid & (above < stop), term, 0.0).sum(axis=1) / r
 
     hits = {}
+    first, group, tied = above[:, 0], size[:, 0], rel_through[:, 0] - rel_above[:, 0]
     for k in ks:
-        col = np.maximum(np.minimum(k, n_gal) - 1, 0)[:, None]
-        st, en = np.take_along_axis(start, col, 1)[:, 0], np.take_along_axis(end, col, 1)[:, 0]
-        ab = np.take_along_axis(above, col, 1)[:, 0]
-        r_tie = np.take_along_axis(through, col, 1)[:, 0] - ab
-        miss = np.exp(_log_none_drawn(en - st + 1, r_tie, col[:, 0] + 1 - st))
-        hits[k] = np.where(ab > 0, 1.0, 1.0 - miss)
+        drawn = np.clip(np.minimum(k, n_gal) - first, 0, group)
+        hits[k] = 1.0 - np.exp(_log_none_drawn(group, tied, drawn))
     return ap, ap_r, hits
+
+
+def _rank_from_neighbours(nbr: np.ndarray, qc: np.ndarray, gc: np.ndarray, n_rel: np.ndarray,
+                          ks: Sequence[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """NaN AP, AP@R and hits from top-K neighbour lists (K >= max(n_rel, ks)), in the backend's order."""
+    rel = gc[nbr] == qc[:, None]
+    cum = np.cumsum(rel, axis=1)
+    place = np.arange(1, nbr.shape[1] + 1)
+    ap_r = np.where(rel & (place[None, :] <= n_rel[:, None]), cum / place, 0.0).sum(axis=1)
+    hits = {k: rel[:, :k].any(axis=1).astype(np.float64) for k in ks}
+    return np.full(len(nbr), np.nan), ap_r / np.maximum(n_rel, 1), hits
 
 
 def rank_queries(
@@ -107,11 +209,16 @@ def rank_queries(
     exclude: np.ndarray | None = None,
     ks: Sequence[int] = (1, 5, 10),
     chunk_size: int = 512,
+    knn: KnnSearch | None = None,
 ) -> QueryMetrics:
     """
-    Rank the gallery for every query by cosine, `chunk_size` queries at a time.
+    Rank the gallery for every query by cosine, `chunk_size` queries at a time (docs/evaluation.md).
 
     `exclude[i]` (-1 for none) is a gallery index left out of query i's ranking (leave-one-out).
+    Exact by default. With a `knn` backend (eval/knn.py: KnnFunc) only R@k and MAP@R, from its
+    top-K lists (K = max(R, k), ties in the backend's order); `ap` is NaN. Memory beyond the inputs,
+    exact: at most 4 ng d + 28 c ng + 128 (nq + ng) bytes, c = min(chunk_size, MAX_BLOCK_SCORES // ng)
+    queries per block (1M x 128-D gallery: under 0.8 GB); knn: the backend's own bound.
     """
     q, g = np.asarray(query_emb), np.asarray(gallery_emb)
     ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)
@@ -127,23 +234,33 @@ def rank_queries(
         raise ValueError(f"exclude must be ({len(q)},) with values in [-1, {len(g)})")
     codes = np.unique(np.concatenate([ql, gl]), return_inverse=True)[1].reshape(-1)
     qc, gc = codes[: len(q)], codes[len(q):]
-    qn, gn = l2_normalise(q.astype(np.float64)), l2_normalise(g.astype(np.float64))
+    (_, q_norms), (g32, g_norms) = _unit32(q), _unit32(g)
     has_ex = ex >= 0
     n_gal = len(g) - has_ex.astype(np.int64)
-    n_rel = np.bincount(gc, minlength=codes.max(initial=0) + 1)[qc] - (has_ex & (gc[ex] == qc))
-
-    width = max(int(n_rel.max(initial=0)), 1)
-    ap, ap_r = np.empty(len(q)), np.empty(len(q))
-    hits = {k: np.empty(len(q)) for k in ks}
-    rows = np.arange(len(q))
-    for a in range(0, len(q), chunk_size):
-        sl = slice(a, min(a + chunk_size, len(q)))
-        scores, rel = _cosine(qn[sl], gn), qc[sl, None] == gc[None, :]
-        r_ex, c_ex = rows[sl][has_ex[sl]] - a, ex[sl][has_ex[sl]]
-        scores[r_ex, c_ex], rel[r_ex, c_ex] = -np.inf, False
-        ap[sl], ap_r[sl], chunk_hits = _rank_chunk(scores, rel, n_rel[sl], n_gal[sl], ks, width)
-        for k in ks:
-            hits[k][sl] = chunk_hits[k]
+    by_code = np.argsort(gc, kind="stable")
+    counts = np.bincount(gc, minlength=codes.max(initial=0) + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    n_rel = counts[qc] - (has_ex & (gc[ex] == qc))
+    if knn is not None:
+        k = int(min(max(max(ks), n_rel.max(initial=1)), n_gal.min(initial=len(g))))
+        nbr = knn(_unit32(q)[0], g32, k, exclude=ex, chunk_size=chunk_size)[1]
+        ap, ap_r, hits = _rank_from_neighbours(nbr, qc, gc, n_rel, ks)
+    else:
+        width = max(int(counts[qc].max(initial=0)), 1)
+        ap, ap_r = np.empty(len(q)), np.empty(len(q))
+        hits = {k: np.empty(len(q)) for k in ks}
+        step = max(1, min(chunk_size, MAX_BLOCK_SCORES // max(len(g), 1)))
+        for a in range(0, len(q), step):
+            sl = slice(a, min(a + step, len(q)))
+            q_unit = _unit_rows(q, q_norms, np.arange(sl.start, sl.stop))
+            scores = q_unit.astype(np.float32) @ g32.T
+            t = _take_relevant(scores, q_unit, g, g_norms, qc[sl], ex[sl], by_code, starts, width)
+            gt, ge = _count_above(scores, t, n_rel[sl], q_unit, g, g_norms)
+            rel_gt, rel_ge = _tie_span(t)
+            ap[sl], ap_r[sl], chunk_hits = _rank_chunk(gt + rel_gt, ge + rel_ge, rel_gt, rel_ge, n_rel[sl],
+                                                       n_gal[sl], ks)
+            for k in ks:
+                hits[k][sl] = chunk_hits[k]
     lone = n_rel == 0
     for arr in (ap, ap_r, *hits.values()):
         arr[lone] = np.nan

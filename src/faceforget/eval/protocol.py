@@ -7,7 +7,9 @@ R@k, mAP, mAP@R with their chance levels and the compactness (CS) of its identit
 held-out also reports TAR at the configured FARs. "lookalike": the retain identities that the original
 model puts nearest to each forget identity (`lookalike_identities`), queried like retain: a forgetting that
 also erases people who resemble the forgotten ones shows there. Groups: docs/protocol.md; metrics:
-docs/metrics.md.
+docs/metrics.md. The k-NN backend is
+injected (`knn`, default from `EvalConfig.knn`): None ranks exactly; a top-k backend gives R@k and mAP@R
+only (docs/evaluation.md).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from faceforget.config import EvalConfig
 from faceforget.data.records import SplitManifest
 from faceforget.eval import metrics
+from faceforget.eval.knn import KnnFunc, knn_backend
 
 GROUPS = {
     # group: (query role, gallery roles)
@@ -27,7 +30,8 @@ GROUPS = {
 
 
 def _group_metrics(emb: np.ndarray, labels: np.ndarray, roles: np.ndarray, query_role: str,
-                   gallery_roles: tuple[str, ...], cfg: EvalConfig, identities: list[str] | None = None) -> dict:
+                   gallery_roles: tuple[str, ...], cfg: EvalConfig, identities: list[str] | None = None,
+                   knn: KnnFunc | None = None) -> dict:
     gallery = np.flatnonzero(np.isin(roles, gallery_roles))
     query_mask = roles == query_role
     if identities is not None:
@@ -38,7 +42,7 @@ def _group_metrics(emb: np.ndarray, labels: np.ndarray, roles: np.ndarray, query
     position = np.full(len(roles), -1)
     position[gallery] = np.arange(len(gallery))
     qm = metrics.rank_queries(emb[queries], labels[queries], emb[gallery], labels[gallery],
-                              exclude=position[queries], ks=cfg.ks, chunk_size=cfg.chunk_size)
+                              exclude=position[queries], ks=cfg.ks, chunk_size=cfg.chunk_size, knn=knn)
     out = metrics.summarise(qm)
     out["chance"] = metrics.chance_summary(qm)
     out["CS"] = metrics.compactness(emb[queries], labels[queries])
@@ -82,21 +86,23 @@ def lookalike_identities(emb: np.ndarray, manifest: SplitManifest, per_forget: i
 
 
 def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfig | None = None,
-                        lookalikes: list[str] | None = None) -> dict:
+                        lookalikes: list[str] | None = None, *, knn: KnnFunc | None = None) -> dict:
     """
     Metrics of every group for raw embeddings aligned with `manifest.records`.
 
-    `lookalikes` (retain identity names, see `lookalike_identities`) adds the "lookalike" group.
+    `lookalikes` (retain identity names, see `lookalike_identities`) adds the "lookalike" group;
+    `knn` overrides `cfg.knn`.
     """
     cfg = cfg or EvalConfig()
+    knn = knn or knn_backend(cfg.knn)
     if len(emb) != len(manifest.records):
         raise ValueError(f"{len(emb)} embeddings for {len(manifest.records)} manifest records")
     z = metrics.l2_normalise(np.asarray(emb, dtype=np.float32))
     labels = np.array([r.identity for r in manifest.records])
     roles = np.array([r.role for r in manifest.records])
-    out = {g: _group_metrics(z, labels, roles, q, gal, cfg) for g, (q, gal) in GROUPS.items()}
+    out = {g: _group_metrics(z, labels, roles, q, gal, cfg, knn=knn) for g, (q, gal) in GROUPS.items()}
     if lookalikes:
-        out["lookalike"] = _group_metrics(z, labels, roles, *GROUPS["retain"], cfg, identities=lookalikes)
+        out["lookalike"] = _group_metrics(z, labels, roles, *GROUPS["retain"], cfg, identities=lookalikes, knn=knn)
     retain = roles == "retain_test"
     if retain.sum() > 1:
         out["retain"].update(verification(z[retain], labels[retain], cfg.fars))

@@ -2,7 +2,9 @@
 The one training loop every unlearning method plugs into.
 
 Owns: trainable-layer selection, the cached frozen prefix (view banks), batch sampling, optimiser and
-LR schedule, gradient masks, progress with live losses, atomic checkpoints and exact resume.
+LR schedule, gradient masks, progress with live losses, atomic checkpoints and exact resume, the
+device and bfloat16 autocast (`RuntimeConfig`), and data parallelism under torchrun
+(`unlearn/distributed.py`: same global batch per step, rank 0 writes the checkpoints; docs/scale.md).
 Methods only turn a batch into loss terms (`UnlearningMethod.loss`).
 """
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Callable
 
 import torch
 
-from faceforget.config import EngineConfig
+from faceforget.config import EngineConfig, RuntimeConfig
 from faceforget.fileio import load_state, save_state_atomic
 from faceforget.models.spec import FaceModel
 from faceforget.progress import progress_bar
 from faceforget.seeding import seed_everything
 from faceforget.timings import Stopwatch
+from faceforget.unlearn.distributed import Ranks, average_gradients, barrier, current, embed_sharded
 from faceforget.unlearn.method import Batch, MethodContext, UnlearningMethod, ViewBank
 from faceforget.unlearn.sampling_plan import draw_indices
 from faceforget.unlearn.trainable import apply_trainable, first_trainable_block
@@ -106,11 +109,20 @@ def resolve_steps(cfg: EngineConfig, data: UnlearnData) -> EngineConfig:
     return cfg.model_copy(update={"steps": max(1, cfg.epochs * per_epoch)})
 
 
-def build_banks(original_model: FaceModel, data: UnlearnData, cfg: EngineConfig,
-                progress: bool = True) -> tuple[ViewBank, ViewBank]:
+def _on(model: FaceModel, device: str) -> FaceModel:
+    """`model` itself on the CPU, else a copy on `device` (the caller's model stays where it is)."""
+    return model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)
+
+
+def build_banks(original_model: FaceModel, data: UnlearnData, cfg: EngineConfig, progress: bool = True,
+                runtime: RuntimeConfig | None = None) -> tuple[ViewBank, ViewBank]:
     """The forget and retain view banks for `cfg` (views, augmentation, seed, trainable start block)."""
+    device = (runtime or RuntimeConfig()).device
+    ranks = current(device)
     kw = dict(augment_cfg=cfg.augment, start_block=first_trainable_block(original_model, cfg.trainable),
-              seed=cfg.seed, batch_size=cfg.batch_size_embed, progress=progress)
+              seed=cfg.seed, batch_size=cfg.batch_size_embed, progress=progress and ranks.is_main, ranks=ranks,
+              device=device)
+    original_model = _on(original_model, device)
     return (build_view_bank(original_model, data.forget_pixels, data.forget_labels, views=cfg.forget_views,
                             stream="forget", **kw),
             build_view_bank(original_model, data.retain_pixels, data.retain_labels, views=cfg.retain_views,
@@ -121,7 +133,7 @@ def run_engine(
     method: UnlearningMethod, original_model: FaceModel, data: UnlearnData, cfg: EngineConfig, *,
     checkpoint_path: str | Path | None = None, signature: str = "", progress: bool = True,
     on_step: StepCallback | None = None, banks: tuple[ViewBank, ViewBank] | None = None,
-    watch: Stopwatch | None = None,
+    watch: Stopwatch | None = None, runtime: RuntimeConfig | None = None,
 ) -> EngineResult:
     """
     Unlearn: copy `original_model`, train its selected blocks with `method`'s losses, return the copy.
@@ -131,19 +143,27 @@ def run_engine(
     `banks` (forget, retain) built by `build_banks` for the same start block can be shared
     between runs (a benchmark's methods and seeds) instead of being rebuilt. The stages cache_views,
     method_setup, train and finalize are booked on `watch` (the run's stopwatch; a new one if None).
+    Under torchrun every rank runs this with the same arguments; the returned model (on the CPU) is the
+    same on every rank.
     """
     watch = Stopwatch() if watch is None else watch
+    runtime = runtime or RuntimeConfig()
+    ranks = current(runtime.device)
+    progress = progress and ranks.is_main
     cfg = resolve_steps(cfg, data)
     seed_everything(cfg.seed)
     original_model = original_model.eval()
     for p in original_model.parameters():
         p.requires_grad_(False)
     start_block = first_trainable_block(original_model, cfg.trainable)
-    forget, retain = banks if banks is not None else build_banks(original_model, data, cfg, progress)
+    forget, retain = banks if banks is not None else build_banks(original_model, data, cfg, progress, runtime)
+    forget, retain = forget.to(runtime.device), retain.to(runtime.device)
+    original_model = _on(original_model, runtime.device)
     watch.lap("cache_views")
 
     model = copy.deepcopy(original_model)
     params = apply_trainable(model, start_block)
+    model.train_batchnorm = cfg.train_batchnorm
     model.train()
     ctx = MethodContext(model=model, original_model=original_model, start_block=start_block, forget=forget,
                         retain=retain, identity_names=list(data.identity_names),
@@ -162,10 +182,10 @@ def run_engine(
             f_idx, r_idx = draw_indices(cfg, forget, retain, step, use_f, use_r)
             batch = Batch(forget=None if f_idx is None else forget.take(f_idx),
                           retain=None if r_idx is None else retain.take(r_idx), step=step)
-            terms = method.loss(batch, ctx)
-            total = sum(terms.values())
+            terms, total = _losses(method, batch, ctx, ranks, runtime)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            average_gradients(params + ctx.extra_params, ranks)
             _apply_mask_to_grads(ctx)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params + ctx.extra_params, cfg.grad_clip)
@@ -178,7 +198,9 @@ def run_engine(
             bar.note(" ".join(f"{k}={v:.4f}" for k, v in record.items()))
             done = step + 1
             if checkpoint_path and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                _save(checkpoint_path, signature, done, ctx, optimizer, scheduler, history)
+                if ranks.is_main:
+                    _save(checkpoint_path, signature, done, ctx, optimizer, scheduler, history)
+                barrier(ranks)
             if on_step is not None:
                 on_step(step, record)
     watch.lap("train")
@@ -187,8 +209,22 @@ def run_engine(
         p.requires_grad_(False)
     with torch.no_grad():
         method.finalize(ctx)
+    model = model.cpu()
     watch.lap("finalize")
     return EngineResult(model=model, history=history, timings=watch.timings(), method_state=dict(ctx.state))
+
+
+def _losses(method: UnlearningMethod, batch: Batch, ctx: MethodContext, ranks: Ranks,
+            runtime: RuntimeConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The method's loss terms and their sum for one step (sharded embedding under DDP, optional autocast)."""
+    ctx.spread = None if ranks.world == 1 else (lambda forward, x: embed_sharded(forward, x, ranks))
+    try:
+        with torch.autocast(torch.device(runtime.device).type, dtype=torch.bfloat16, enabled=runtime.amp):
+            terms = method.loss(batch, ctx)
+    finally:
+        ctx.spread = None
+    terms = {k: v.float() for k, v in terms.items()}
+    return terms, sum(terms.values())
 
 
 def _save(path: str | Path, signature: str, step: int, ctx: MethodContext, optimizer: torch.optim.Optimizer,

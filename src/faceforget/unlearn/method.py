@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -60,6 +61,13 @@ class ViewBank:
         """Indices of the un-augmented view of every image."""
         return torch.arange(0, len(self), self.views_per_image)
 
+    def to(self, device: str | torch.device) -> "ViewBank":
+        """The bank with every tensor on `device` (itself when already there)."""
+        if self.inputs.device == torch.device(device):
+            return self
+        return ViewBank(self.inputs.to(device), self.labels.to(device), self.z_original.to(device),
+                        self.image.to(device), self.views_per_image)
+
 
 @dataclass
 class Part:
@@ -100,10 +108,15 @@ class MethodContext:
     extra_params: list[nn.Parameter] = field(default_factory=list)
     param_mask: dict[str, torch.Tensor] | None = None
     state: dict[str, object] = field(default_factory=dict)
+    spread: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor] | None = None
 
     def embed(self, part: Part) -> torch.Tensor:
         """The trainable model's L2-normalised embeddings of a batch part (with gradients)."""
-        return F.normalize(self.model.forward_from(part.inputs, self.start_block), dim=1)
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return F.normalize(self.model.forward_from(x, self.start_block), dim=1)
+
+        # under DDP the engine sets `spread` for its steps: each rank embeds a slice, all get every row
+        return forward(part.inputs) if self.spread is None else self.spread(forward, part.inputs)
 
     @property
     def seed(self) -> int:
