@@ -100,8 +100,8 @@ def test_every_registered_method_takes_steps(name, tiny_model, toy_data):
 def test_unknown_method_lists_valid_ones():
     with pytest.raises(ValueError, match="dispersion"):
         get_method("nope")
-    with pytest.raises(ValueError, match="(?s)params of method 'dispersion'.*c: "):
-        get_method("dispersion", {"c": -1})
+    with pytest.raises(ValueError, match="(?s)params of method 'dispersion'.*w_keep: "):
+        get_method("dispersion", {"w_keep": -1})
     with pytest.raises(ValueError, match="typo"):
         get_method("dispersion", {"typo": 1})
 
