@@ -345,32 +345,6 @@ def export(model: str | FaceModel, out: str | Path, *, opset: int = 17) -> float
     return export_onnx(_as_model(model), out, opset=opset)
 
 
-def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
-                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None, model: str | None = None) -> dict:
-    """
-    Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
-
-    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images
-    (made by `model`, the spec recorded with the gallery).
-    """
-    from faceforget.index.gallery import Gallery
-    from faceforget.index.rebuild import rebuild
-
-    if rebuild_from is not None:
-        lookup = {str(p): i for i, p in enumerate(record_paths(manifest.records, manifest.data_root,
-                                                               manifest.distractor_root))}
-        rebuild(gallery_dir, lambda paths: rebuild_from[[lookup[str(p)] for p in paths]],
-                model_fingerprint=model_fingerprint_, progress=False, model=model)
-    gallery = Gallery.load(gallery_dir)
-    queries = [i for i, r in enumerate(manifest.records) if r.role == "forget_test"]
-    paths = record_paths([manifest.records[i] for i in queries], manifest.data_root, manifest.distractor_root)
-    hits = gallery.search(embeddings[queries], 2)
-    top1 = [next(h for h in row if h.path != str(p)) for row, p in zip(hits, paths, strict=True)]
-    same = [h.identity == manifest.records[i].identity for h, i in zip(top1, queries, strict=True)]
-    return {"gallery_rows": len(gallery), "forget_queries": len(queries),
-            "forget_top1_same_identity": float(np.mean(same)) if same else float("nan")}
-
-
 def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: int = 10, seed: int = 0,
          config: UnlearnConfig | dict | str | Path | None = None, download: bool = False,
          progress: bool = True, overwrite: bool = False) -> dict:
@@ -382,7 +356,7 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     run's metrics.json gets them (the report shows them up to the report itself).
     """
     from faceforget.data.lfw import locate_lfw
-    from faceforget.index.gallery import Gallery
+    from faceforget.index.split_gallery import build_split_gallery, gallery_check
 
     watch = Stopwatch()
     root = locate_lfw(data, download=download)
@@ -392,19 +366,14 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     watch.lap("protocol")
     cfg = resolve_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
-    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress, watch=watch,
+    original = load_model("dlib")  # loaded once: unlearned from, and the gallery's first model
+    result = unlearn(original, None, manifest, config=cfg, out=out / "run", progress=progress, watch=watch,
                      overwrite=overwrite)
     audits = json.loads(result.run.audits.read_text())  # written (and timed) by the run itself
     before = np.load(result.run.embeddings_original)
     after = np.load(result.run.embeddings_unlearned)
-    roles = ("forget_test", "retain_test", "distractor")
-    idx = [i for i, r in enumerate(manifest.records) if r.role in roles]
-    rows = [_Labelled(str(p), r.identity) for p, r in zip(
-        record_paths([manifest.records[i] for i in idx], manifest.data_root, manifest.distractor_root),
-        [manifest.records[i] for i in idx], strict=True)]
     gallery_dir = out / "gallery"
-    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib")),
-                  model="dlib").save(gallery_dir)
+    build_split_gallery(gallery_dir, manifest, before, model_fingerprint(original), "dlib")
     gallery = {"before": gallery_check(gallery_dir, manifest, before, ""),
                "after": gallery_check(gallery_dir, manifest, after, model_fingerprint(result.model),
                                       rebuild_from=after, model=str(result.run.model))}

@@ -4,7 +4,7 @@
 Equal terms: one split per seed shared by every method, the same trainable blocks, the same cached
 views (augmentation), the same step budget (`steps_policy: shared`) and the same optimiser, learning
 rate, schedule and clipping (`optimizer_policy: shared`) unless a method's entry says otherwise; each
-baseline keeps its reference batch composition (BASELINES.md C6-C9). A finished cell is reused only
+baseline keeps its reference batch composition (docs/methods.md, rules C6-C9). A finished cell is reused only
 when its stored signature (config, split, model) matches.
 Reference rows: Original (no unlearning) and Gallery delete (the model is unchanged, so once the forget
 identities' photos are re-enrolled from held-out images the metrics are the original's).
@@ -69,7 +69,7 @@ class BenchmarkConfig(_Strict):
     max_steps: int | None = Field(None, ge=1, description="cap on any method's steps")
     optimizer_policy: Literal["shared", "reference"] = Field(
         "shared", description="shared: every method uses the engine's optimiser, lr, schedule and clipping; "
-        "reference: each baseline keeps its reference optimiser and lr (BASELINES.md C6)")
+        "reference: each baseline keeps its reference optimiser and lr (docs/methods.md, rule C6)")
     methods: dict[str, MethodEntry]
 
 

@@ -2,7 +2,7 @@
 The verdict: can the deletion request be closed? One check per acceptance bar, each pass, fail or not measured.
 
 Pure: metrics.json's dict, the audits (`report.tables.audit_summary` form), the gallery check
-({"before", "after"} of `api.gallery_check`) and a `VerdictConfig` in, a `Verdict` out; no I/O. A check
+({"before", "after"} of `index.split_gallery.gallery_check`) and a `VerdictConfig` in, a `Verdict` out; no I/O. A check
 whose input is missing (or NaN) is "not measured", never a pass. Every audit whose name starts with
 "probe" is held to the probe bar. The checks, their bars and sentences are documented in docs/report.md.
 """
