@@ -171,12 +171,7 @@ def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str
             if metrics.get("split_hash") != manifest.hash:
                 raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
             model_sha256 = folder.check_model(metrics, folder.metrics)
-            before = np.load(folder.embeddings_original, allow_pickle=False)
-            after = np.load(folder.embeddings_unlearned, allow_pickle=False)
-            for space in ("penultimate", "suffix_input"):
-                files = [folder.features(space, m) for m in ("original", "unlearned")]
-                if all(f.is_file() for f in files):
-                    features[0][space], features[1][space] = (np.load(f, allow_pickle=False) for f in files)
+            before, after, *features = folder.stored_outputs()
         else:
             if unlearned is None:
                 raise ValueError("give the unlearned model or a run folder")
@@ -236,19 +231,13 @@ def index_search(gallery_dir: str | Path, model: str | FaceModel, queries: list[
     The model must be the one the gallery was built with. The flag combines the gallery's non-face score
     (`index/query_quality.py`) and, when dlib is installed, dlib's face detector (docs/safety.md).
     """
-    from faceforget.data.face_detect import has_face
     from faceforget.index.gallery import Gallery
-    from faceforget.index.query_quality import QueryQuality, QueryResult
+    from faceforget.index.query_quality import search_checked
 
     face_model = _as_model(model, verify)
     gallery = Gallery.load(gallery_dir, model_fingerprint=model_fingerprint(face_model))
     paths = [Path(q) for q in queries]
-    emb = embed_paths(face_model, paths, progress=progress).embeddings
-    scores = gallery.nonface_scores(emb)
-    threshold = None if gallery.nonface is None else gallery.nonface.threshold
-    return [QueryResult(str(p), hits, QueryQuality(None if scores is None else float(scores[i]), threshold,
-                                                    has_face(p)))
-            for i, (p, hits) in enumerate(zip(paths, gallery.search(emb, k), strict=True))]
+    return search_checked(gallery, embed_paths(face_model, paths, progress=progress).embeddings, paths, k)
 
 
 def index_delete(gallery_dir: str | Path, identities: list[str]) -> int:

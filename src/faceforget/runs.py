@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from faceforget import __version__
 from faceforget.fileio import canonical_json, remove_stale_temps, sha256_bytes, sha256_file, write_json_atomic
 from faceforget.locks import LOCK_FILE, exclusive
 
+PROBE_SPACES = ("penultimate", "suffix_input")  # feature files a run may store (`Workspace.probe_features`)
 NUMERIC_SECTIONS = ("original", "unlearned", "summary", "timings", "method_state")  # null in JSON means NaN
 
 
@@ -134,6 +136,16 @@ class RunFolder:
         if not isinstance(metrics, dict):
             raise RunFolderError(f"{self.metrics} is not a faceforget metrics file")
         return {k: _nan_for_null(v) if k in NUMERIC_SECTIONS else v for k, v in metrics.items()}
+
+    def stored_outputs(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Both models' embeddings and their probe features ({space: array}, spaces with both files) as stored."""
+        before, after = (np.load(p, allow_pickle=False) for p in (self.embeddings_original, self.embeddings_unlearned))
+        features: tuple[dict, dict] = ({}, {})
+        for space in PROBE_SPACES:
+            files = [self.features(space, m) for m in ("original", "unlearned")]
+            if all(f.is_file() for f in files):
+                features[0][space], features[1][space] = (np.load(f, allow_pickle=False) for f in files)
+        return before, after, *features
 
     def read_audits(self, model_sha256: str) -> dict:
         """The "audits" table of audits.json, refused unless it was made from the model with `model_sha256`."""

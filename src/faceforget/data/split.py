@@ -1,7 +1,7 @@
 """
 The split protocol (docs/protocol.md): records -> roles + sha256 -> SplitManifest; reload check.
 
-Decisions worth knowing (also in docs/protocol.md#how-the-split-is-made):
+Decisions (docs/protocol.md):
 - identical bytes twice within one identity are collapsed to the first path (sorted) before splitting, and
   listed in `SplitReport.duplicates`; the same bytes under two identities (so two roles, or two labels) is an
   error naming both files.

@@ -13,13 +13,17 @@ blocks and shuffled pixels 0.935-0.985, threshold 0.936. Deleted rows leave the 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from faceforget.data.face_detect import has_face
+
 if TYPE_CHECKING:
-    from faceforget.index.gallery import Hit
+    from faceforget.index.gallery import Gallery, Hit
 
 FACE_QUANTILE = 0.999
 NULL_GREYS = (0, 64, 128, 192, 255)
@@ -119,3 +123,12 @@ class QueryResult:
     query: str
     hits: list[Hit]
     quality: QueryQuality = field(default_factory=QueryQuality)
+
+
+def search_checked(gallery: Gallery, embeddings: np.ndarray, paths: Sequence[str | Path], k: int) -> list[QueryResult]:
+    """Top-`k` hits of each query (embeddings row i <-> image paths[i]) with its non-face score and detector result."""
+    scores = gallery.nonface_scores(embeddings)
+    threshold = None if gallery.nonface is None else gallery.nonface.threshold
+    return [QueryResult(str(p), hits, QueryQuality(None if scores is None else float(scores[i]), threshold,
+                                                    has_face(p)))
+            for i, (p, hits) in enumerate(zip(paths, gallery.search(embeddings, k), strict=True))]

@@ -5,7 +5,7 @@ Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlear
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)
 `small_scale_unlearning.ipynb` (`run_neggrad_epoch` / `negative_grad` cells, `ng_alpha`, `ng_epochs`,
 `ng_lr`) at 98ffb11; the same combination without the L2 term is `train_negrad` in
-`thirdparty/repdistiller/helper/loops.py`. Spec and rules C1-C10: docs/methods.md#neggrad.
+`thirdparty/repdistiller/helper/loops.py`. Spec: docs/methods.md#neggrad.
 Loss: beta * [CE(retain) + (lambda/2) ||theta - theta0||^2] - (1 - beta) * CE(forget), CosFace CE with
 the true labels; the norm runs over the trainable set (rule C4). One retain and one forget batch per step.
 Deviations: frozen CosFace head (rule C2); BN mode is the engine's (rule C5).
