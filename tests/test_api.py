@@ -57,7 +57,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model, 
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     run = result.run
     assert run.is_complete() and not run.checkpoint.exists()
-    metrics = json.loads(run.metrics.read_text())
+    metrics = run.read_metrics()  # NaN, stored as null, read back as NaN
     assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen", "lookalike"}
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
@@ -123,8 +123,9 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_re
     assert set(again["audits"]) == four and set(audits["audits"]) == four | {"probe_penultimate", "probe_suffix_input"}
     assert_close(again["audits"], {name: audits["audits"][name] for name in four}, 1e-4)
     report = api.report(run.root, split, progress=False)
-    metrics = json.loads(run.metrics.read_text())
-    assert report["summary"] == metrics["summary"] and report["audits"] == audits["audits"]
+    metrics = run.read_metrics()
+    assert_close(report["summary"], metrics["summary"], 0.0)  # E, H NaN: the tiny model starts at chance
+    assert report["audits"] == audits["audits"]
     html = (run.root / "report.html").read_text()
     section = re.search(r'<section id="audits">(.*?)</section>', html, flags=re.S).group(1)
     rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)]
