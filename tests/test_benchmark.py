@@ -79,3 +79,12 @@ def test_variants_of_one_method_are_separate_rows(toy_dataset, toy_distractors, 
     assert "dispersion_no_keep" in (tmp_path / "b" / "results.md").read_text()
     assert json.loads((tmp_path / "b" / "seed0" / "dispersion_no_keep" / "config.json").read_text())[
         "config"]["params"]["w_keep"] == 0
+
+
+@pytest.mark.parametrize("name", ["lfw_sface", "vggface2", "celeba"])
+def test_shipped_model_and_data_configs_validate(name):
+    from pathlib import Path
+
+    cfg = load_benchmark_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+    assert cfg.model == "sface" and cfg.engine.trainable == "last:4" and "dispersion" in cfg.methods
+    assert len(cfg.methods) == 10 and cfg.seeds == [0, 1, 2]

@@ -1,6 +1,7 @@
 """The Python API behind the CLI: protocol, evaluate, unlearn (each stage composed from the packages)."""
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,14 @@ from faceforget.data.split import load_split
 from faceforget.data.split import make_split as _make_split
 from faceforget.eval.embed import embed_paths, embed_records, record_paths
 from faceforget.eval.protocol import evaluate_embeddings
-from faceforget.fileio import write_json_atomic
+from faceforget.fileio import sha256_file, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint
 from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder
 from faceforget.timings import Stopwatch
 from faceforget.unlearn.registry import get_method
-from faceforget.workspace import prepare, run_in_workspace
+from faceforget.workspace import cell_signature, prepare, run_in_workspace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from faceforget.eval.audits import AuditInputs
     from faceforget.eval.embed import Embedded
     from faceforget.eval.verdict import Verdict
-    from faceforget.index.gallery import Gallery, Hit
+    from faceforget.index.gallery import Gallery
+    from faceforget.index.query_quality import QueryResult
 
 
 def make_split(data: str | Path, *, forget: int | None = None, forget_list: list[str] | None = None,
@@ -55,8 +57,13 @@ def _as_manifest(split: str | Path | SplitManifest, data: str | Path | None, pro
     return load_split(split, data_root=data, progress=progress)
 
 
-def _as_model(model: str | FaceModel) -> FaceModel:
-    return model if isinstance(model, FaceModel) else load_model(str(model))
+def _as_model(model: str | FaceModel, verify: bool = True) -> FaceModel:
+    return model if isinstance(model, FaceModel) else load_model(str(model), verify=verify)
+
+
+def _file_sha256(model: str | FaceModel) -> str | None:
+    """sha256 of a model given as a file (None for a registered name or an in-memory model)."""
+    return sha256_file(model) if not isinstance(model, FaceModel) and Path(model).is_file() else None
 
 
 def _spec_of(model: str | FaceModel) -> str:
@@ -72,14 +79,16 @@ def _embed_manifest(model: FaceModel, manifest: SplitManifest, cfg: EvalConfig, 
 
 
 def evaluate(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
-             cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+             cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True,
+             verify: bool = True) -> dict:
     """Embed every image of the split with `model` and compute the protocol's metrics (JSON-ready dict)."""
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
-    face_model = _as_model(model)
+    face_model = _as_model(model, verify)
     emb = _embed_manifest(face_model, manifest, cfg, progress=progress).embeddings
     result = {"model": str(model) if not isinstance(model, FaceModel) else face_model.name,
-              "split_hash": manifest.hash, "metrics": evaluate_embeddings(emb, manifest, cfg)}
+              "model_sha256": _file_sha256(model), "split_hash": manifest.hash,
+              "metrics": evaluate_embeddings(emb, manifest, cfg)}
     if out is not None:
         write_json_atomic(out, result)
     return result
@@ -109,15 +118,17 @@ def resolve_config(config: UnlearnConfig | dict | str | Path | None, method: str
 
 def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path | SplitManifest, *,
             method: str | None = None, config: UnlearnConfig | dict | str | Path | None = None,
-            out: str | Path, progress: bool = True, watch: Stopwatch | None = None, device: str | None = None,
-            amp: bool | None = None) -> UnlearnResult:
+            out: str | Path, progress: bool = True, watch: Stopwatch | None = None, overwrite: bool = False,
+            verify: bool = True, device: str | None = None, amp: bool | None = None) -> UnlearnResult:
     """
     Unlearn the split's forget identities from `model` and evaluate before/after into run folder `out`.
 
     The original model is never modified. A killed run resumes from `out/checkpoint.pt` when the config,
-    split and model are the same (checkpoints every `engine.checkpoint_every` steps). metrics.json's
-    timings are the stages of this call, or of `watch` (a longer job's stopwatch, e.g. the demo's).
-    `device` / `amp` override the config's `runtime`; under torchrun only rank 0 writes `out` (docs/scale.md).
+    split and model are the same (checkpoints every `engine.checkpoint_every` steps). A folder holding a
+    finished run, or another job's unfinished one, is refused unless `overwrite` (checked before embedding;
+    docs/safety.md). metrics.json's timings are the stages of this call, or of `watch` (a longer job's
+    stopwatch, e.g. the demo's). `device` / `amp` override the config's `runtime`; under torchrun only rank 0
+    writes `out` (docs/scale.md).
     """
     watch = Stopwatch() if watch is None else watch
     cfg = resolve_config(config, method)
@@ -126,11 +137,13 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     get_method(cfg.method, cfg.params)  # fail fast on a bad method or params, before any embedding
     manifest = _as_manifest(split, data, progress)
     watch.lap("load_split")
-    original = _as_model(model)
+    original = _as_model(model, verify)
     watch.lap("load_model")
-    ws = prepare(original, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch,
-                 cfg.runtime.device)
-    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, watch)
+    RunFolder(Path(out)).check_reuse(cell_signature(cfg, manifest, _spec_of(model), original)[0], overwrite)
+    source = str(split) if not isinstance(split, SplitManifest) else "the split"
+    ws = prepare(original, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch, source=source,
+                 device=cfg.runtime.device)
+    run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, watch, overwrite=overwrite)
     return UnlearnResult(run, unlearned, metrics)
 
 
@@ -144,36 +157,37 @@ def audit_inputs(embeddings: np.ndarray, manifest: SplitManifest) -> "AuditInput
 
 def audit(unlearned: str | FaceModel | None, data: str | Path | None, split: str | Path | SplitManifest, *,
           original: str | FaceModel = "dlib", run: str | Path | None = None, seed: int = 0,
-          cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+          cfg: EvalConfig | None = None, out: str | Path | None = None, progress: bool = True,
+          verify: bool = True) -> dict:
     """
     Attack the forgetting (re-enrolment, linear probe, threshold, membership inference), before/after.
 
     With `run` (a run folder from `unlearn`), its stored embeddings of both models are audited and
-    nothing is re-embedded; otherwise both models embed the split's images.
+    nothing is re-embedded; otherwise both models embed the split's images. The result records the
+    unlearned model's sha256 (None for an in-memory model), which `report` checks.
     """
     from faceforget.eval.audits import audit_embeddings
 
     cfg = cfg or EvalConfig()
     manifest = _as_manifest(split, data, progress)
     features: tuple[dict, dict] = ({}, {})
-    if run is not None:
-        folder = RunFolder(Path(run))
-        if folder.read_metrics()["split_hash"] != manifest.hash:
-            raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
-        before = np.load(folder.root / "embeddings_original.npy", allow_pickle=False)
-        after = np.load(folder.root / "embeddings_unlearned.npy", allow_pickle=False)
-        for space in ("penultimate", "suffix_input"):
-            files = [folder.root / f"features_{space}_{m}.npy" for m in ("original", "unlearned")]
-            if all(f.is_file() for f in files):
-                features[0][space], features[1][space] = (np.load(f, allow_pickle=False) for f in files)
-    else:
-        if unlearned is None:
-            raise ValueError("give the unlearned model or a run folder")
-        before = _embed_manifest(_as_model(original), manifest, cfg, progress=progress).embeddings
-        after = _embed_manifest(_as_model(unlearned), manifest, cfg, progress=progress).embeddings
-    result = audit_embeddings(manifest, before, after, seed, *features)
-    if out is not None:
-        write_json_atomic(out, result)
+    folder = None if run is None else RunFolder(Path(run))
+    with folder.writing() if folder is not None else contextlib.nullcontext():  # no unlearn may replace it meanwhile
+        if folder is not None:
+            metrics = folder.read_metrics()
+            if metrics.get("split_hash") != manifest.hash:
+                raise ValueError(f"run folder {run} was made with another split (hash mismatch)")
+            model_sha256 = folder.check_model(metrics, folder.metrics)
+            before, after, *features = folder.stored_outputs()
+        else:
+            if unlearned is None:
+                raise ValueError("give the unlearned model or a run folder")
+            model_sha256 = _file_sha256(unlearned)
+            before = _embed_manifest(_as_model(original, verify), manifest, cfg, progress=progress).embeddings
+            after = _embed_manifest(_as_model(unlearned, verify), manifest, cfg, progress=progress).embeddings
+        result = audit_embeddings(manifest, before, after, seed, *features) | {"model_sha256": model_sha256}
+        if out is not None:
+            write_json_atomic(out, result)
     return result
 
 
@@ -183,13 +197,21 @@ def _embed_fn(model: FaceModel, batch_size: int = 64) -> "Callable[[list[Path]],
     return embed
 
 
+def _null_embeddings(model: FaceModel) -> np.ndarray:
+    """The model's embeddings of images without a face (`query_quality.null_images`): the non-face check."""
+    from faceforget.eval.embed import embed_pixels
+    from faceforget.index.query_quality import null_images
+
+    return embed_pixels(model, null_images(model.preprocess.input_size))
+
+
 def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
                 split: str | Path | None = None, roles: tuple[str, ...] = ("forget_test", "retain_test", "distractor"),
-                kind: str = "auto", batch_size: int = 64, progress: bool = True) -> "Gallery":
+                kind: str = "auto", batch_size: int = 64, progress: bool = True, verify: bool = True) -> "Gallery":
     """Build and save a FAISS gallery of a folder/CSV dataset, or of the split's `roles` when `split` is given."""
     from faceforget.index.gallery import Gallery
 
-    face_model = _as_model(model)
+    face_model = _as_model(model, verify)
     if split is not None:
         manifest = _as_manifest(split, data, progress)
         records = manifest.by_role(*roles)
@@ -203,7 +225,7 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
                       description=f"indexing {len(paths)} images").embeddings
     rows = [_Labelled(str(p), r.identity) for p, r in zip(paths, records, strict=True)]
     gallery = Gallery.build(emb, rows, model_fingerprint=model_fingerprint(face_model), kind=kind,
-                            model=_spec_of(model))
+                            model=_spec_of(model), null_embeddings=_null_embeddings(face_model))
     gallery.save(out)
     return gallery
 
@@ -215,39 +237,44 @@ class _Labelled:
 
 
 def index_search(gallery_dir: str | Path, model: str | FaceModel, queries: list[str | Path], *, k: int = 5,
-                 progress: bool = False) -> list[list["Hit"]]:
-    """Top-k gallery hits for each query image; the model must be the one the gallery was built with."""
-    from faceforget.index.gallery import Gallery
+                 progress: bool = False, verify: bool = True) -> list["QueryResult"]:
+    """
+    Top-k gallery hits for each query image, with a flag when the query is probably not a face.
 
-    face_model = _as_model(model)
+    The model must be the one the gallery was built with. The flag combines the gallery's non-face score
+    (`index/query_quality.py`) and, when dlib is installed, dlib's face detector (docs/safety.md).
+    """
+    from faceforget.index.gallery import Gallery
+    from faceforget.index.query_quality import search_checked
+
+    face_model = _as_model(model, verify)
     gallery = Gallery.load(gallery_dir, model_fingerprint=model_fingerprint(face_model))
-    emb = embed_paths(face_model, [Path(q) for q in queries], progress=progress).embeddings
-    return gallery.search(emb, k)
+    paths = [Path(q) for q in queries]
+    return search_checked(gallery, embed_paths(face_model, paths, progress=progress).embeddings, paths, k)
 
 
 def index_delete(gallery_dir: str | Path, identities: list[str]) -> int:
-    """Remove every row of the named identities and save; returns the number of rows removed."""
-    from faceforget.index.gallery import Gallery
+    """Remove every row of the named identities and save (locked: no concurrent change is lost); rows removed."""
+    from faceforget.index.gallery import delete_saved
 
-    gallery = Gallery.load(gallery_dir)
-    removed = gallery.delete_identities(identities)
-    gallery.save(gallery_dir)
-    return removed
+    return delete_saved(gallery_dir, identities)
 
 
-def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: bool = True) -> "Gallery":
-    """Re-embed every gallery image with `model`; the swap is atomic (a crash leaves the old gallery)."""
+def index_rebuild(gallery_dir: str | Path, model: str | FaceModel, *, progress: bool = True,
+                  verify: bool = True) -> "Gallery":
+    """Re-embed every gallery image with `model`; atomic swap that keeps deletes made meanwhile."""
     from faceforget.index.rebuild import rebuild
 
-    face_model = _as_model(model)
+    face_model = _as_model(model, verify)
     return rebuild(gallery_dir, _embed_fn(face_model), model_fingerprint=model_fingerprint(face_model),
-                   progress=progress, model=_spec_of(model))
+                   progress=progress, model=_spec_of(model), null_embeddings=_null_embeddings(face_model))
 
 
 def _read_audits(folder: RunFolder) -> dict | None:
-    """The run folder's audits.json table, or None when `audit` has not written one."""
-    path = folder.root / "audits.json"
-    return json.loads(path.read_text())["audits"] if path.is_file() else None
+    """The run folder's audits.json table (refused if made from another model), or None when there is none."""
+    if not folder.audits.is_file():
+        return None
+    return folder.read_audits(folder.check_model(folder.read_metrics(), folder.metrics))
 
 
 def _gallery_check_dict(gallery: dict | str | Path | None) -> dict | None:
@@ -267,15 +294,18 @@ def report(run: str | Path, split: str | Path | SplitManifest, *, data: str | Pa
     Write report.html/.md/.json for a run folder (with its audits.json if `audit` wrote one).
 
     `gallery`: the gallery check ({"before", "after"}, or the gallery.json `demo` writes) for the verdict.
+    Refused when metrics.json or audits.json were made from another model than the folder's model.pt.
     """
     from faceforget.report.html import write_report
     from faceforget.report.inputs import ReportInputs
 
     manifest = _as_manifest(split, data, progress)
     folder = RunFolder(Path(run))
-    inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=_read_audits(folder), points=points or (),
-                                          gallery=_gallery_check_dict(gallery))
-    return write_report(inputs, out or folder.root)
+    with folder.writing():
+        folder.check_model(folder.read_metrics(), folder.metrics)
+        inputs = ReportInputs.from_run_folder(folder.root, manifest, audits=_read_audits(folder),
+                                              points=points or (), gallery=_gallery_check_dict(gallery))
+        return write_report(inputs, out or folder.root)
 
 
 def verdict(run: str | Path | None, *, audits: dict | None = None,
@@ -283,8 +313,8 @@ def verdict(run: str | Path | None, *, audits: dict | None = None,
     """
     The acceptance checks (docs/report.md) of a run folder's metrics, held to the bars its config recorded.
 
-    `audits` (`audit`'s table) and `gallery` (the gallery check) are what was measured besides; without
-    them, and without a run, those checks are "not measured".
+    `audits` (`audit`'s table; default: the run's own audits.json) and `gallery` (the gallery check) are what
+    was measured besides; without them those checks are "not measured".
     """
     from faceforget.config import VerdictConfig
     from faceforget.eval.verdict import judge, thresholds_of
@@ -295,38 +325,29 @@ def verdict(run: str | Path | None, *, audits: dict | None = None,
         metrics = folder.read_metrics()
         if folder.config.is_file():
             thresholds = thresholds_of(json.loads(folder.config.read_text()))
+        audits = _read_audits(folder) if audits is None else audits
     return judge(metrics, audits, _gallery_check_dict(gallery), thresholds)
 
 
-def gallery_check(gallery_dir: str | Path, manifest: SplitManifest, embeddings: np.ndarray,
-                  model_fingerprint_: str, *, rebuild_from: np.ndarray | None = None, model: str | None = None) -> dict:
-    """
-    Search the gallery with every forget_test photo (leave-one-out): share whose top-1 is the same person.
+def align(data: str | Path, out: str | Path, *, template: str = "arcface112", landmarks: str | Path | None = None,
+          detect: bool = False, skip_bad: bool = False, progress: bool = True) -> dict:
+    """Align a dataset's images to the ArcFace-112 or dlib-150 template into a folder per identity."""
+    from faceforget.data.align_dataset import align_dataset
 
-    With `rebuild_from`, the gallery is first rebuilt (atomic swap) with those embeddings of the same images
-    (made by `model`, the spec recorded with the gallery).
-    """
-    from faceforget.index.gallery import Gallery
-    from faceforget.index.rebuild import rebuild
+    return align_dataset(data, out, template, landmarks=landmarks, detect=detect, skip_bad=skip_bad,
+                         progress=progress).to_dict()
 
-    if rebuild_from is not None:
-        lookup = {str(p): i for i, p in enumerate(record_paths(manifest.records, manifest.data_root,
-                                                               manifest.distractor_root))}
-        rebuild(gallery_dir, lambda paths: rebuild_from[[lookup[str(p)] for p in paths]],
-                model_fingerprint=model_fingerprint_, progress=False, model=model)
-    gallery = Gallery.load(gallery_dir)
-    queries = [i for i, r in enumerate(manifest.records) if r.role == "forget_test"]
-    paths = record_paths([manifest.records[i] for i in queries], manifest.data_root, manifest.distractor_root)
-    hits = gallery.search(embeddings[queries], 2)
-    top1 = [next(h for h in row if h.path != str(p)) for row, p in zip(hits, paths, strict=True)]
-    same = [h.identity == manifest.records[i].identity for h, i in zip(top1, queries, strict=True)]
-    return {"gallery_rows": len(gallery), "forget_queries": len(queries),
-            "forget_top1_same_identity": float(np.mean(same)) if same else float("nan")}
+
+def export(model: str | FaceModel, out: str | Path, *, opset: int = 17) -> float:
+    """Write `model` (run/model.pt, a registered name or a model file) as ONNX; returns the onnxruntime error."""
+    from faceforget.models.onnx_export import export_onnx
+
+    return export_onnx(_as_model(model), out, opset=opset)
 
 
 def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: int = 10, seed: int = 0,
          config: UnlearnConfig | dict | str | Path | None = None, download: bool = False,
-         progress: bool = True) -> dict:
+         progress: bool = True, overwrite: bool = False) -> dict:
     """
     The whole job on LFW: protocol -> evaluate -> unlearn (dispersion) -> audit -> gallery rebuild -> report.
 
@@ -335,29 +356,24 @@ def demo(data: str | Path | None = None, out: str | Path = "demo", *, forget: in
     run's metrics.json gets them (the report shows them up to the report itself).
     """
     from faceforget.data.lfw import locate_lfw
-    from faceforget.index.gallery import Gallery
+    from faceforget.index.split_gallery import build_split_gallery, gallery_check
 
     watch = Stopwatch()
     root = locate_lfw(data, download=download)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     manifest = make_split(root / "dlib150", forget=forget, seed=seed, distractors=root / "distractors_dlib150",
                           out=out / "split.json", progress=progress)
     watch.lap("protocol")
     cfg = resolve_config(config, None)
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"seed": seed})})
-    result = unlearn("dlib", None, manifest, config=cfg, out=out / "run", progress=progress, watch=watch)
-    audits = json.loads((result.run.root / "audits.json").read_text())  # written (and timed) by the run itself
-    before = np.load(result.run.root / "embeddings_original.npy")
-    after = np.load(result.run.root / "embeddings_unlearned.npy")
-    roles = ("forget_test", "retain_test", "distractor")
-    idx = [i for i, r in enumerate(manifest.records) if r.role in roles]
-    rows = [_Labelled(str(p), r.identity) for p, r in zip(
-        record_paths([manifest.records[i] for i in idx], manifest.data_root, manifest.distractor_root),
-        [manifest.records[i] for i in idx], strict=True)]
+    original = load_model("dlib")  # loaded once: unlearned from, and the gallery's first model
+    result = unlearn(original, None, manifest, config=cfg, out=out / "run", progress=progress, watch=watch,
+                     overwrite=overwrite)
+    audits = json.loads(result.run.audits.read_text())  # written (and timed) by the run itself
+    before = np.load(result.run.embeddings_original)
+    after = np.load(result.run.embeddings_unlearned)
     gallery_dir = out / "gallery"
-    Gallery.build(before[idx], rows, model_fingerprint=model_fingerprint(load_model("dlib")),
-                  model="dlib").save(gallery_dir)
+    build_split_gallery(gallery_dir, manifest, before, model_fingerprint(original), "dlib")
     gallery = {"before": gallery_check(gallery_dir, manifest, before, ""),
                "after": gallery_check(gallery_dir, manifest, after, model_fingerprint(result.model),
                                       rebuild_from=after, model=str(result.run.model))}

@@ -4,7 +4,7 @@
 Equal terms: one split per seed shared by every method, the same trainable blocks, the same cached
 views (augmentation), the same step budget (`steps_policy: shared`) and the same optimiser, learning
 rate, schedule and clipping (`optimizer_policy: shared`) unless a method's entry says otherwise; each
-baseline keeps its reference batch composition (BASELINES.md C6-C9). A finished cell is reused only
+baseline keeps its reference batch composition (docs/methods.md, rules C6-C9). A finished cell is reused only
 when its stored signature (config, split, model) matches.
 Reference rows: Original (no unlearning) and Gallery delete (the model is unchanged, so once the forget
 identities' photos are re-enrolled from held-out images the metrics are the original's).
@@ -69,7 +69,7 @@ class BenchmarkConfig(_Strict):
     max_steps: int | None = Field(None, ge=1, description="cap on any method's steps")
     optimizer_policy: Literal["shared", "reference"] = Field(
         "shared", description="shared: every method uses the engine's optimiser, lr, schedule and clipping; "
-        "reference: each baseline keeps its reference optimiser and lr (BASELINES.md C6)")
+        "reference: each baseline keeps its reference optimiser and lr (docs/methods.md, rule C6)")
     methods: dict[str, MethodEntry]
 
 
@@ -120,11 +120,10 @@ def _start_of(model: FaceModel) -> Callable[[str], int]:
 
 def _audits_after(run: RunFolder, model: Literal["before", "after"] = "after") -> dict:
     """{audit: {after, chance}} of a finished cell, for its unlearned model or (before) the original."""
-    path = run.root / "audits.json"
-    if not path.is_file():
+    if not run.audits.is_file():
         return {}
     return {name: {"after": a[model], "chance": a["chance"]}
-            for name, a in json.loads(path.read_text())["audits"].items()}
+            for name, a in json.loads(run.audits.read_text())["audits"].items()}
 
 
 def _reference_rows(metrics: dict, seed: int, split_hash: str, audits: dict) -> list[dict]:
@@ -154,7 +153,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
                 if ws is None:
                     earliest = min((c.engine.trainable for c in cells.values()), key=_start_of(original))
                     ws = prepare(original, cfg.model, manifest, earliest, cfg.eval, progress)
-                run_in_workspace(ws, cells[name], run.root, progress)
+                run_in_workspace(ws, cells[name], run.root, progress, overwrite=True)  # stale or unfinished
             results.append(run.read_metrics() | {"row": name, "audits": _audits_after(run)})
         original = ws.metrics if ws is not None else results[-1]["original"]
         results += _reference_rows(original, seed, manifest.hash, _audits_after(run, "before"))
@@ -185,9 +184,9 @@ def _histograms(results: list[dict], out: Path) -> None:
     labels = np.array([r.identity for r in manifest.records])[test]
     forget = np.array([r.role == "forget_test" for r in manifest.records])[test]
     for r in results:
-        run = out / f"seed{seed}" / r["row"]
-        if r["seed"] != seed or not (run / "embeddings_unlearned.npy").is_file():
+        run = RunFolder(out / f"seed{seed}" / r["row"])
+        if r["seed"] != seed or not run.embeddings_unlearned.is_file():
             continue
-        before = np.load(run / "embeddings_original.npy")[test]
-        after = np.load(run / "embeddings_unlearned.npy")[test]
+        before = np.load(run.embeddings_original)[test]
+        after = np.load(run.embeddings_unlearned)[test]
         save_figure(similarity_histograms(before, after, labels, forget, seed=seed), out / f"hist_{r['row']}.png")

@@ -22,6 +22,7 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(code=2) from None
 
 
+NO_VERIFY = typer.Option(False, "--no-verify", help="load a model.pt that has no .sha256 checksum file (unchecked)")
 STRICT_HELP = "exit 1 when a measured acceptance check fails (checks not measured do not fail)"
 
 
@@ -46,7 +47,8 @@ def _read_names(path: Path) -> list[str]:
 
 @app.command()
 def protocol(
-    data: Path = typer.Option(..., help="dataset: folder per identity, or a CSV manifest (path,identity)"),
+    data: Path = typer.Option(..., help="dataset: folder per identity, CSV manifest (path,identity), CelebA or "
+                              "VGGFace2 root, insightface train.rec"),
     output: Path = typer.Option(..., "-o", "--output", help="where to write split.json"),
     forget: Optional[int] = typer.Option(None, help="number K of forget identities drawn with the seed"),
     forget_list: Optional[Path] = typer.Option(None, help="file with one identity name per line"),
@@ -76,6 +78,7 @@ def evaluate(
     split: Path = typer.Option(..., help="split.json from `faceforget protocol`"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="folder for metrics.json and metrics.md"),
     config: Optional[Path] = typer.Option(None, help="YAML with an `eval:` section"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Retrieval metrics (R@k, mAP, mAP@R, CS, TAR@FAR) for forget / retain, held-out and seen."""
     from faceforget import api
@@ -83,7 +86,7 @@ def evaluate(
 
     with _errors():
         cfg = api.resolve_config(config, None).eval
-        result = api.evaluate(model, data, split, cfg=cfg,
+        result = api.evaluate(model, data, split, cfg=cfg, verify=not no_verify,
                               out=None if output is None else output / "metrics.json")
     table = metrics_markdown({"model": result["metrics"]})
     if output is not None:
@@ -101,6 +104,9 @@ def unlearn(
     method: Optional[str] = typer.Option(None, help="unlearning method (default: the config's, dispersion)"),
     config: Optional[Path] = typer.Option(None, help="YAML: method, params, engine, eval"),
     output: Path = typer.Option(..., "-o", "--output", help="run folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run (or another config's "
+                                   "unfinished one) in the run folder"),
+    no_verify: bool = NO_VERIFY,
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     device: Optional[str] = typer.Option(None, help="torch device for every stage, e.g. cuda (default: config)"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast (default: config)"),
@@ -111,7 +117,8 @@ def unlearn(
     from faceforget.timings import unlearn_seconds
 
     with _errors():
-        result = api.unlearn(model, data, split, method=method, config=config, out=output, device=device, amp=amp)
+        result = api.unlearn(model, data, split, method=method, config=config, out=output, overwrite=overwrite,
+                             verify=not no_verify, device=device, amp=amp)
         if not result.metrics:  # a torchrun rank other than 0: rank 0 writes and prints
             return
         verdict = api.verdict(output).as_dict()
@@ -132,6 +139,7 @@ def audit(
     data: Optional[Path] = typer.Option(None, help="dataset root (default: the one stored in the split)"),
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="audits.json"),
+    no_verify: bool = NO_VERIFY,
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """Attack the forgetting: re-enrolment, linear probe, threshold, membership inference (before/after)."""
@@ -139,7 +147,8 @@ def audit(
     from faceforget.report.tables import audit_rows, markdown_table
 
     with _errors():
-        result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output)
+        result = api.audit(model, data, split, original=original, run=run, seed=seed, out=output,
+                           verify=not no_verify)
         verdict = api.verdict(run, audits=result["audits"]).as_dict()
     typer.echo(markdown_table(*audit_rows(result["audits"])))
     _print_verdict(verdict, strict)
@@ -156,12 +165,13 @@ def index_build(
     model: str = typer.Option("dlib"),
     split: Optional[Path] = typer.Option(None, help="index the split's held-out + distractor images"),
     kind: str = typer.Option("auto", help="flat | ivf | ivfpq | hnsw | auto (IVF above 100k rows)"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Embed a dataset and save it as a searchable gallery."""
     from faceforget import api
 
     with _errors():
-        gallery = api.index_build(model, data, output, split=split, kind=kind)
+        gallery = api.index_build(model, data, output, split=split, kind=kind, verify=not no_verify)
     typer.echo(f"gallery {output}: {len(gallery)} rows, {len(gallery.identities)} identities, kind {gallery.kind}")
 
 
@@ -171,15 +181,18 @@ def index_search(
     images: list[Path] = typer.Argument(..., help="query images"),
     model: str = typer.Option("dlib", help="the model the gallery was built with"),
     k: int = typer.Option(5),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
-    """Top-k identities for each query image."""
+    """Top-k identities for each query image; a query that is probably not a face is flagged."""
     from faceforget import api
 
     with _errors():
-        hits = api.index_search(gallery, model, list(images), k=k)
-    for image, row in zip(images, hits, strict=True):
-        typer.echo(f"{image}:")
-        for rank, hit in enumerate(row, 1):
+        results = api.index_search(gallery, model, list(images), k=k, verify=not no_verify)
+    for result in results:
+        typer.echo(f"{result.query}:")
+        if (warning := result.quality.warning()) is not None:
+            typer.secho(f"  warning: {warning}", fg=typer.colors.YELLOW)
+        for rank, hit in enumerate(result.hits, 1):
             typer.echo(f"  {rank}. {hit.identity}  cos={hit.score:.3f}  {hit.path}")
 
 
@@ -200,12 +213,13 @@ def index_delete(
 def index_rebuild(
     gallery: Path = typer.Option(..., help="gallery folder"),
     model: str = typer.Option(..., help="the new (unlearned) model.pt"),
+    no_verify: bool = NO_VERIFY,
 ) -> None:
     """Re-embed the whole gallery with a new model; atomic swap, the old gallery survives a crash."""
     from faceforget import api
 
     with _errors():
-        new = api.index_rebuild(gallery, model)
+        new = api.index_rebuild(gallery, model, verify=not no_verify)
     typer.echo(f"rebuilt {gallery}: {len(new)} rows with model {new.model_fingerprint}")
 
 
@@ -243,6 +257,39 @@ def report(
 
 
 @app.command()
+def align(
+    data: Path = typer.Option(..., help="raw images: folder per identity, CSV, CelebA or VGGFace2 root"),
+    output: Path = typer.Option(..., "-o", "--output", help="folder for the aligned crops (one folder per identity)"),
+    template: str = typer.Option("arcface112", help="arcface112 (SFace, ArcFace, iResNet) or dlib150 (dlib)"),
+    landmarks: Optional[Path] = typer.Option(None, help="five-point landmark CSV (e.g. LFW's landmarks.csv); "
+                                             "CelebA and VGGFace2 roots bring their own"),
+    detect: bool = typer.Option(False, "--detect", help="detect faces and landmarks with dlib where none are given"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip and list unreadable images instead of failing"),
+) -> None:
+    """Warp every image onto a 5-point template (LMedS similarity, JPEG q95); resumes an interrupted run."""
+    from faceforget import api
+
+    with _errors():
+        report = api.align(data, output, template=template, landmarks=landmarks, detect=detect, skip_bad=skip_bad)
+    typer.echo(f"{output}: {report['written']} crops written, {report['kept']} kept, {report['detected']} detected, "
+               f"{len(report['bad_files'])} bad files skipped")
+
+
+@app.command()
+def export(
+    model: str = typer.Option(..., help="run/model.pt, a registered model name or a model file spec"),
+    output: Path = typer.Option(..., "-o", "--output", "--onnx", help="where to write model.onnx"),
+    opset: int = typer.Option(17, help="ONNX opset"),
+) -> None:
+    """Write a model as ONNX (dynamic batch; input float RGB [0,255] NCHW), checked against onnxruntime."""
+    from faceforget import api
+
+    with _errors():
+        error = api.export(model, output, opset=opset)
+    typer.echo(f"wrote {output}: onnxruntime matches torch to {error:.2g} (max abs difference)")
+
+
+@app.command()
 def demo(
     data: Optional[Path] = typer.Option(None, help="prepared LFW folder (default: $FACEFORGET_DATA, then the cache)"),
     output: Path = typer.Option(Path("demo"), "-o", "--output", help="folder for split, run, gallery, report"),
@@ -250,6 +297,7 @@ def demo(
     seed: int = typer.Option(0),
     config: Optional[Path] = typer.Option(None, help="YAML overriding the dispersion defaults"),
     download: bool = typer.Option(False, "--download", help="download and prepare LFW if it is not found"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished demo run in the output folder"),
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
 ) -> None:
     """The whole job on LFW (research use only): protocol, unlearn, evaluate, audit, rebuild gallery, report."""
@@ -257,7 +305,8 @@ def demo(
     from faceforget.report.tables import audit_rows, markdown_table, metrics_markdown
 
     with _errors():
-        result = api.demo(data, output, forget=forget, seed=seed, config=config, download=download)
+        result = api.demo(data, output, forget=forget, seed=seed, config=config, download=download,
+                          overwrite=overwrite)
     m = result["metrics"]
     typer.echo(metrics_markdown({"original": m["original"], "unlearned": m["unlearned"]}))
     typer.echo(markdown_table(*audit_rows(result["audits"])))

@@ -33,6 +33,8 @@ class EngineConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0, description="max global grad norm; null disables")
     trainable: str = Field("last:5", description="'all', 'embedding' (last block) or 'last:N' blocks")
+    train_batchnorm: bool = Field(False, description="update BatchNorm running statistics while unlearning "
+                                  "(default: BatchNorm stays in eval mode)")
     sampler: Literal["balanced", "uniform", "union"] = Field(
         "balanced", description="balanced: m views of every forget identity per batch; uniform: "
         "independent uniform forget and retain draws; union: one uniform draw over both sets")
@@ -120,7 +122,12 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return validate_config(model, data, str(path))

@@ -18,24 +18,36 @@ from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.audits import audit_embeddings
 from faceforget.eval.embed import embed_from_prefix, embed_records, load_pixels, record_paths
 from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
-from faceforget.fileio import write_json_atomic
+from faceforget.fileio import save_npy_atomic, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint, save_checkpoint
 from faceforget.models.features import penultimate_features
 from faceforget.models.spec import FaceModel
 from faceforget.runs import RunFolder, job_signature, write_config_snapshot
 from faceforget.timings import Stopwatch
 from faceforget.unlearn.distributed import current
-from faceforget.unlearn.engine import UnlearnData, build_banks, run_engine
-from faceforget.unlearn.method import ViewBank
+from faceforget.unlearn.engine import EngineResult, UnlearnData, build_banks, run_engine
+from faceforget.unlearn.method import UnlearningMethod, ViewBank
 from faceforget.unlearn.registry import get_method
 from faceforget.unlearn.trainable import first_trainable_block
 
 
+def check_split(manifest: SplitManifest, source: str = "the split") -> None:
+    """Refuse, before anything is embedded or written, a split the protocol cannot unlearn and evaluate."""
+    def ids(*roles: str) -> int:
+        return len({r.identity for r in manifest.by_role(*roles)})
+
+    needs = {"forget_train images": (ids("forget_train"), 1), "forget_test images": (ids("forget_test"), 1),
+             "retain_train images": (ids("retain_train"), 1),
+             "retain identities with held-out images (retain metrics need impostor pairs)": (ids("retain_test"), 2)}
+    short = [f"{have} identities with {what} (need >= {need})" for what, (have, need) in needs.items() if have < need]
+    if short:
+        raise DataError(f"{source} cannot be unlearned: it has " + "; ".join(short) + ". Make the split from a "
+                        "dataset with more identities, or forget fewer of them")
+
+
 def unlearn_data(manifest: SplitManifest, size: tuple[int, int]) -> UnlearnData:
-    """The split's train images as tensors, labelled over the train identities (forget + retain)."""
+    """The split's train images as tensors, labelled over the train identities (forget + retain; `check_split`)."""
     forget, retain = manifest.by_role("forget_train"), manifest.by_role("retain_train")
-    if not forget:
-        raise DataError("the split has no forget_train images: nothing to unlearn")
     names = sorted({r.identity for r in forget + retain})
     index = {n: i for i, n in enumerate(names)}
 
@@ -80,7 +92,7 @@ class Workspace:
             with torch.no_grad():
                 h = torch.cat([self._advance(chunk, start) for chunk in self.prefix.split(256)])
         return Workspace(self.manifest, self.original, self.model_spec, start, self.embeddings, h, self.data,
-                         self.metrics, self.eval_cfg, self.lookalikes)
+                         self.metrics, self.eval_cfg, self.lookalikes, self._banks)  # banks are keyed by start
 
     def _advance(self, x: torch.Tensor, start: int) -> torch.Tensor:
         for block in list(self.original.blocks)[self.start:start]:
@@ -115,12 +127,14 @@ class Workspace:
 
 def prepare(original: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
             eval_cfg: EvalConfig, progress: bool = True, watch: Stopwatch | None = None,
-            device: str = "cpu") -> Workspace:
+            source: str = "the split", device: str = "cpu") -> Workspace:
     """
     Embed every split image with the original model, keeping the activations where training starts.
 
-    Books embed_original, load_train_images and evaluate_original on `watch` when one is given.
+    Books embed_original, load_train_images and evaluate_original on `watch` when one is given. A split
+    that cannot be unlearned is refused first (`check_split`; `source` names it in the error).
     """
+    check_split(manifest, source)
     watch = Stopwatch() if watch is None else watch
     start = first_trainable_block(original, trainable)
     emb = embed_records(original, list(manifest.records), manifest.data_root, manifest.distractor_root,
@@ -155,11 +169,12 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
 
 
 def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progress: bool = True,
-                     watch: Stopwatch | None = None) -> tuple[RunFolder, FaceModel, dict]:
+                     watch: Stopwatch | None = None, overwrite: bool = False) -> tuple[RunFolder, FaceModel, dict]:
     """
-    Unlearn with `cfg` in `ws`, evaluate before/after, write the run folder; returns (run, model, metrics).
+    Unlearn with `cfg` in `ws`, evaluate and audit before/after, write the run folder; returns (run, model, metrics).
 
     A run that trains fewer blocks than `ws` caches reuses it (`Workspace.at`); one that trains more cannot.
+    A finished run folder is replaced only with `overwrite` (`RunFolder.session`, docs/safety.md).
     metrics.json's timings are `watch`'s stages (a new stopwatch started here when None), up to writing it.
     Under torchrun every rank trains; only rank 0 writes the folder and evaluates (the others return {}).
     """
@@ -167,50 +182,73 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
     method = get_method(cfg.method, cfg.params)
     ws = ws.at(first_trainable_block(ws.original, cfg.engine.trainable))
     signature, resolved = cell_signature(cfg, ws.manifest, ws.model_spec, ws.original)
-    run = RunFolder(Path(out))
-    main = current(cfg.runtime.device).is_main
-    if main:
+    if not current(cfg.runtime.device).is_main:  # another torchrun rank: train with rank 0, write nothing
+        run = RunFolder(Path(out))
+        return run, _train(ws, method, cfg, run, signature, progress, watch).model, {}
+    with RunFolder(Path(out)).session(signature, overwrite) as run:
         write_config_snapshot(run, resolved, ws.manifest.hash, ws.model_spec, signature)
-    banks = ws.banks(cfg.engine, progress, cfg.runtime)
-    result = run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint,
-                        signature=signature, progress=progress, banks=banks, watch=watch, runtime=cfg.runtime)
-    if not main:
-        return run, result.model, {}
-    save_checkpoint(result.model, run.model, base=ws.original.name,
-                    extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
-    watch.lap("save_model")
-    after = _embed_unlearned(ws, result.model, progress, cfg.runtime.device)
-    watch.lap("embed_unlearned")
-    metrics_after = evaluate_embeddings(after, ws.manifest, ws.eval_cfg, ws.lookalikes)
-    watch.lap("evaluate_unlearned")
-    audits = audit_run(ws, result.model, after, cfg.engine.seed, run)
-    watch.lap("audits")
-    write_json_atomic(run.history, result.history)
-    np.save(run.root / "embeddings_unlearned.npy", after)
-    np.save(run.root / "embeddings_original.npy", ws.embeddings)
-    watch.lap("write_outputs")
-    metrics = {"method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
-               "seed": cfg.engine.seed, "original": ws.metrics, "unlearned": metrics_after,
-               "summary": summary_scores(ws.metrics, metrics_after), "timings": watch.timings(),
-               "method_state": _plain(result.method_state)}
-    write_json_atomic(run.metrics, metrics)
-    write_json_atomic(run.root / "audits.json", audits)
-    if run.checkpoint.is_file():
-        run.checkpoint.unlink()
+        result = _train(ws, method, cfg, run, signature, progress, watch)
+        model_sha256 = _save_model(ws, cfg, run, result, signature)
+        watch.lap("save_model")
+        after, metrics_after = _evaluate(ws, result.model, progress, watch, cfg.runtime.device)
+        audits = audit_run(ws, result.model, after, cfg.engine.seed, run) | {"model_sha256": model_sha256}
+        watch.lap("audits")
+        metrics = _write_outputs(ws, run, result, after, audits, watch, {
+            "method": cfg.method, "split_hash": ws.manifest.hash, "signature": signature,
+            "model_sha256": model_sha256, "seed": cfg.engine.seed, "original": ws.metrics,
+            "unlearned": metrics_after, "summary": summary_scores(ws.metrics, metrics_after)})
     return run, result.model, metrics
+
+
+def _train(ws: Workspace, method: UnlearningMethod, cfg: UnlearnConfig, run: RunFolder, signature: str,
+           progress: bool, watch: Stopwatch) -> EngineResult:
+    """The engine run, resuming from the run folder's checkpoint of the same job."""
+    return run_engine(method, ws.original, ws.data, cfg.engine, checkpoint_path=run.checkpoint, signature=signature,
+                      progress=progress, banks=ws.banks(cfg.engine, progress, cfg.runtime), watch=watch,
+                      runtime=cfg.runtime)
+
+
+def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: EngineResult, signature: str) -> str:
+    """Write model.pt (+ sha256 sidecar); returns its sha256."""
+    return save_checkpoint(result.model, run.model, base=ws.original.name,
+                           extra={"signature": signature, "method": cfg.method, "split_hash": ws.manifest.hash})
+
+
+def _evaluate(ws: Workspace, model: FaceModel, progress: bool, watch: Stopwatch,
+              device: str = "cpu") -> tuple[np.ndarray, dict]:
+    """The unlearned model's embeddings of the split and their retrieval metrics."""
+    after = _embed_unlearned(ws, model, progress, device)
+    watch.lap("embed_unlearned")
+    metrics = evaluate_embeddings(after, ws.manifest, ws.eval_cfg, ws.lookalikes)
+    watch.lap("evaluate_unlearned")
+    return after, metrics
+
+
+def _write_outputs(ws: Workspace, run: RunFolder, result: EngineResult, after: np.ndarray, audits: dict,
+                   watch: Stopwatch, metrics: dict) -> dict:
+    """History, embeddings, audits.json, then metrics.json (which marks the run finished); returns the metrics."""
+    write_json_atomic(run.history, result.history)
+    save_npy_atomic(run.embeddings_unlearned, after)
+    save_npy_atomic(run.embeddings_original, ws.embeddings)
+    write_json_atomic(run.audits, audits)
+    watch.lap("write_outputs")
+    metrics |= {"timings": watch.timings(), "method_state": _logged_scalars(result.method_state)}
+    write_json_atomic(run.metrics, metrics)
+    run.checkpoint.unlink(missing_ok=True)
+    return metrics
 
 
 def audit_run(ws: Workspace, model: FaceModel, after: np.ndarray, seed: int, run: RunFolder) -> dict:
     """Audit one unlearned model against the workspace's original; keep the probe features in `run`."""
     before_f, after_f = ws.probe_features(ws.original), ws.probe_features(model)
     for space in before_f:
-        np.save(run.root / f"features_{space}_original.npy", before_f[space])
-        np.save(run.root / f"features_{space}_unlearned.npy", after_f[space])
+        save_npy_atomic(run.features(space, "original"), before_f[space])
+        save_npy_atomic(run.features(space, "unlearned"), after_f[space])
     return audit_embeddings(ws.manifest, ws.embeddings, after, seed, before_f, after_f)
 
 
-def _plain(state: dict) -> dict:
-    """The JSON-friendly values a method logged: scalars and dicts of scalars (tensors are left out)."""
+def _logged_scalars(state: dict) -> dict:
+    """The values a method logged that belong in metrics.json: scalars and dicts of scalars (not tensors)."""
     def scalar(v: object) -> bool:
         return isinstance(v, (int, float, str, bool))
 

@@ -128,7 +128,7 @@ def test_save_load_roundtrip(toy_embeddings, tmp_path, kind):
     meta = json.loads((tmp_path / "v000001" / "metadata.json").read_text())
     assert meta["count"] == len(g) and meta["format"] == "faceforget-gallery-v1"
     assert back.save(tmp_path).name == "v000002"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "v000002"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["CURRENT", "v000002"]
 
 
 def test_load_rejects_other_model(toy_embeddings, tmp_path):
@@ -182,6 +182,25 @@ def test_corrupt_or_missing_gallery_gives_clear_errors(toy_embeddings, tmp_path)
         Gallery.load(tmp_path / "g")
 
 
+def test_metadata_row_missing_a_field_is_named_and_nothing_changes(toy_embeddings, tmp_path):
+    x, records = toy_embeddings(21)
+    version = Gallery.build(x, records, model_fingerprint="m").save(tmp_path)
+    meta = json.loads((version / "metadata.json").read_text())
+    del meta["rows"][3]["identity"]
+    meta["rows"][5]["extra"] = 1
+    (version / "metadata.json").write_text(json.dumps(meta))
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != ".lock"}
+    with pytest.raises(ValueError, match=r"metadata.json: row 3 is malformed: 'identity' missing or not str$"):
+        Gallery.load(tmp_path)
+    with pytest.raises(ValueError, match="row 3 is malformed"):
+        gallery_mod.delete_saved(tmp_path, ["id0001"])
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != ".lock"} == before
+    del meta["rows"][3]
+    (version / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="row 4 is malformed: unknown field 'extra'"):
+        gallery_mod._read_metadata(version / "metadata.json")
+
+
 def test_dimension_mismatch_is_reported(toy_embeddings, tmp_path):
     x, records = toy_embeddings(17)
     version = Gallery.build(x, records, model_fingerprint="m").save(tmp_path)
@@ -209,7 +228,19 @@ def test_crash_while_saving_keeps_previous_version(toy_embeddings, tmp_path, mon
     assert Gallery.load(tmp_path).search(q, 10) == before
     monkeypatch.undo()
     assert g.save(tmp_path).name == "v000003"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "v000003"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["CURRENT", "v000003"]
+
+
+def test_leftovers_of_a_killed_save_go_at_the_next_save(toy_embeddings, tmp_path):
+    x, records = toy_embeddings(22)
+    g = Gallery.build(x, records, model_fingerprint="m")
+    g.save(tmp_path)
+    (tmp_path / ".CURRENT.k3j_x9.tmp").write_text("v000002\n")  # killed while switching CURRENT
+    (tmp_path / "v000002").mkdir()  # and while writing its version
+    (tmp_path / "v000002" / ".index.faiss.a1b2.tmp").write_bytes(b"half")
+    assert Gallery.load(tmp_path).rows == g.rows  # readers never see them
+    assert g.save(tmp_path).name == "v000003"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["CURRENT", "v000003"]
 
 
 @pytest.mark.parametrize("bad", [

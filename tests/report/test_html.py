@@ -158,11 +158,6 @@ def test_write_report_renders_before_writing(tmp_path: Path, report_inputs: Repo
     assert (tmp_path / "report.html").read_text() == "old"
 
 
-def test_jsonable() -> None:
-    raw = {"a": float("nan"), "b": np.float32(1.5), "c": (1, np.int64(2)), 3: [np.inf]}
-    assert report_html._jsonable(raw) == {"a": None, "b": 1.5, "c": [1, 2], "3": [None]}
-
-
 def test_inputs_from_run_folder(tmp_path: Path, report_inputs: ReportInputs) -> None:
     write_json_atomic(tmp_path / "metrics.json", report_inputs.metrics)
     write_json_atomic(tmp_path / "config.json", report_inputs.config)

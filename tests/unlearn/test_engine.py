@@ -100,8 +100,8 @@ def test_every_registered_method_takes_steps(name, tiny_model, toy_data):
 def test_unknown_method_lists_valid_ones():
     with pytest.raises(ValueError, match="dispersion"):
         get_method("nope")
-    with pytest.raises(ValueError, match="(?s)params of method 'dispersion'.*c: "):
-        get_method("dispersion", {"c": -1})
+    with pytest.raises(ValueError, match="(?s)params of method 'dispersion'.*w_keep: "):
+        get_method("dispersion", {"w_keep": -1})
     with pytest.raises(ValueError, match="typo"):
         get_method("dispersion", {"typo": 1})
 
@@ -110,3 +110,15 @@ def test_epochs_set_the_step_count(tiny_model, toy_data):
     cfg = EngineConfig(**{**SMALL, "epochs": 2})  # 16 retain images at retain_batch 8: 2 steps per epoch
     result = run_engine(get_method("dispersion"), tiny_model, toy_data, cfg, progress=False)
     assert len(result.history) == 4
+
+
+def test_batchnorm_statistics_stay_frozen_unless_configured(make_tiny_model, toy_data):
+    model = make_tiny_model()
+    model.blocks.b2 = torch.nn.Sequential(model.blocks.b2[0], torch.nn.BatchNorm2d(16).eval(), torch.nn.ReLU())
+    start = model.blocks.b2[1].running_mean.clone()
+    frozen = run_engine(get_method("dispersion"), model, toy_data, EngineConfig(**SMALL), progress=False).model
+    assert torch.equal(frozen.blocks.b2[1].running_mean, start)
+    moving = run_engine(get_method("dispersion"), model, toy_data, EngineConfig(**SMALL, train_batchnorm=True),
+                        progress=False).model
+    assert not torch.equal(moving.blocks.b2[1].running_mean, start)
+    assert torch.equal(model.blocks.b2[1].running_mean, start)  # the original is never touched

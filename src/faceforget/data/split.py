@@ -1,7 +1,7 @@
 """
-The split protocol (DESIGN.md "The protocol"): records -> roles + sha256 -> SplitManifest; reload check.
+The split protocol (docs/protocol.md): records -> roles + sha256 -> SplitManifest; reload check.
 
-Decisions beyond DESIGN.md:
+Decisions (docs/protocol.md):
 - identical bytes twice within one identity are collapsed to the first path (sorted) before splitting, and
   listed in `SplitReport.duplicates`; the same bytes under two identities (so two roles, or two labels) is an
   error naming both files.

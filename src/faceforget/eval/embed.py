@@ -69,6 +69,14 @@ def embed_paths(
     return Embedded(emb, prefix, capture_at)
 
 
+@torch.no_grad()
+def embed_pixels(model: FaceModel, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Embeddings (n, dim) of uint8 NHWC images already at the model's input size."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+    return torch.cat([model(x[lo:lo + batch_size]) for lo in range(0, len(x), batch_size)]).numpy().astype(np.float32)
+
+
 def embed_records(
     model: FaceModel, records: Sequence[FaceRecord], data_root: str | Path,
     distractor_root: str | Path | None = None, **kwargs: object,

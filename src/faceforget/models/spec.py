@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,22 @@ class FaceModel(nn.Module):
     block i+1 and the last block returns the raw (unnormalised) embedding.
     """
 
+    train_batchnorm: bool = False  # BatchNorm layers stay in eval mode in `train()` unless set
+
     def __init__(self, blocks: nn.Sequential, preprocess: Preprocess, name: str) -> None:
         super().__init__()
         self.blocks = blocks
         self.preprocess = preprocess
         self.name = name
+
+    def train(self, mode: bool = True) -> FaceModel:
+        """Train/eval mode; BatchNorm keeps its running statistics (eval mode) unless `train_batchnorm`."""
+        super().train(mode)
+        if mode and not self.train_batchnorm:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float RGB [0,255] NCHW -> raw embedding (N, embedding_dim)."""

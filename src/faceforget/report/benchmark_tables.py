@@ -78,7 +78,7 @@ def benchmark_markdown(results: Sequence[Mapping]) -> str:
     audit_header, audit_body = audit_rows(results)
     legend = ("forget/retain = held-out test photos as queries against all other test photos + distractors; "
               "seen = forget_train photos against the train pool; CS = cluster compactness (lower = more "
-              "dispersed); E, U, H as in DESIGN.md; mean ± std over seeds.")
+              "dispersed); E, U, H as in docs/metrics.md; mean ± std over seeds.")
     audit_legend = ("re-enrol top-1: held-out photos of a forgotten person enrolled, the others search them; probe: "
                     "held-out accuracy of a linear classifier of the forget identities on the output embedding "
                     "(penultimate: on the input of the final linear layer); threshold accept: share of genuine "

@@ -7,20 +7,18 @@ report.json and figures/*.png from it, each atomically.
 from __future__ import annotations
 
 import base64
-import math
 import os
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from string import Template
 
-import numpy as np
-
 from faceforget import __version__
 from faceforget.fileio import atomic_open, write_json_atomic, write_text_atomic
 from faceforget.report.inputs import FIGURE_CAPTIONS, ReportInputs, report_data
 from faceforget.report.markdown import render_markdown
 from faceforget.report.tables import Table, report_tables
+from faceforget.runs import RunFolder
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
@@ -166,32 +164,21 @@ def render_report(run: Mapping[str, object]) -> str:
         audits=_table(t["audits"], "no audits were run"), figures=_figures(run["figures"]))
 
 
-def _jsonable(x: object) -> object:
-    """Plain JSON data: numpy values to Python, NaN and inf to null, tuples to lists."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
 def write_report(inputs: ReportInputs, out_dir: str | os.PathLike, seed: int = 0) -> dict:
     """
     Write report.html, report.md, report.json and figures/<name>.png to `out_dir`; return the report dict.
 
     Everything is rendered before the first write, and each file is replaced atomically.
     """
-    out = Path(out_dir)
+    out = RunFolder(Path(out_dir))  # the run folder's file names, wherever the report goes
     run = report_data(inputs, seed=seed)
-    paths = {name: f"figures/{name}.png" for name in run["figures"]}
-    body = _jsonable({**run, "figures": paths})
+    paths = {name: f"{out.figures.name}/{name}.png" for name in run["figures"]}
+    body = {**run, "figures": paths}  # write_json_atomic makes it strict JSON (NaN -> null)
     markdown, page = render_markdown(run), render_report(run)
     for name, png in run["figures"].items():
-        with atomic_open(out / paths[name], "wb") as f:
+        with atomic_open(out.root / paths[name], "wb") as f:
             f.write(png)
-    write_json_atomic(out / "report.json", body)
-    write_text_atomic(out / "report.md", markdown)
-    write_text_atomic(out / "report.html", page)
+    write_json_atomic(out.report_json, body)
+    write_text_atomic(out.report_md, markdown)
+    write_text_atomic(out.report_html, page)
     return run

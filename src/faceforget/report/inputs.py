@@ -3,7 +3,7 @@ What a report shows: `ReportInputs` (a run's raw outputs) and `report_data`, the
 
 The report dict (JSON-ready except "figures"):
     title        str
-    run          {"method", "model", "config_hash", "signature", "seed", "split_seed"}
+    run          {"method", "model", "model_sha256", "config_hash", "signature", "seed", "split_seed"}
     params       the resolved config flattened to dotted keys ({"engine.lr": 1e-4, ...})
     split        {"hash", "counts": {role: {"images", "identities"}}, "forget_identities": [names]}
     metrics      {"original": groups, "unlearned": groups} as `eval.protocol.evaluate_embeddings` returns
@@ -76,10 +76,9 @@ class ReportInputs:
         run = RunFolder(Path(root))
         config = json.loads(run.config.read_text()) if run.config.is_file() else {}
         history = json.loads(run.history.read_text()) if run.history.is_file() else []
-        emb = {name: np.load(path) if (path := run.root / f"embeddings_{name}.npy").is_file() else None
-               for name in ("original", "unlearned")}
-        return cls(run.read_metrics(), config, manifest, emb["original"], emb["unlearned"], history, audits,
-                   list(points), gallery=gallery)
+        emb = [np.load(path, allow_pickle=False) if path.is_file() else None
+               for path in (run.embeddings_original, run.embeddings_unlearned)]
+        return cls(run.read_metrics(), config, manifest, *emb, history, audits, list(points), gallery=gallery)
 
     @property
     def thresholds(self) -> VerdictConfig:
@@ -125,7 +124,7 @@ def report_data(inputs: ReportInputs, seed: int = 0) -> dict:
     split_seed = inputs.manifest.params.get("seed") if inputs.manifest is not None else None
     return {
         "title": inputs.title,
-        "run": {"method": m.get("method"), "model": inputs.config.get("model"),
+        "run": {"method": m.get("method"), "model": inputs.config.get("model"), "model_sha256": m.get("model_sha256"),
                 "config_hash": sha256_bytes(canonical_json(resolved).encode())[:16] if resolved else None,
                 "signature": m.get("signature"), "seed": m.get("seed"), "split_seed": split_seed},
         "params": flatten(resolved),

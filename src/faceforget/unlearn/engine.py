@@ -162,6 +162,7 @@ def run_engine(
 
     model = copy.deepcopy(original)
     params = apply_trainable(model, start)
+    model.train_batchnorm = cfg.train_batchnorm
     model.train()
     ctx = MethodContext(model=model, original=original, start=start, forget=forget, retain=retain,
                         identity_names=list(data.identity_names), forget_label_ids=list(data.forget_label_ids),

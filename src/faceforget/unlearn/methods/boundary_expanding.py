@@ -4,7 +4,7 @@ Boundary Expanding (BE): map every forget image to an added shadow class, then d
 Chen, Gao, Liu, Peng, Wang, "Boundary Unlearning: Rapid Forgetting of Deep Networks via Shifting the
 Decision Boundary", CVPR 2023 (arXiv 2303.11570). Reference code: TY-LEE-KR/Boundary-Unlearning-Code
 (https://github.com/TY-LEE-KR/Boundary-Unlearning-Code) `boundary_unlearning.py` (boundary_expanding)
-at 19f9f23. Spec: BASELINES.md §6.
+at 19f9f23. Spec: docs/methods.md#boundary-expanding-be.
 Loss: CosFace CE of forget views toward the shadow index N over the widened rows [W; w_sh]; forget
 stream only. The shadow rows live in `ctx.extra_params` (trained and checkpointed by the engine) and
 are never part of the shipped backbone, which is the reference's pruning step.

@@ -4,7 +4,7 @@ Boundary Shrink (BS): relabel each forget image with its nearest wrong identity,
 Chen, Gao, Liu, Peng, Wang, "Boundary Unlearning: Rapid Forgetting of Deep Networks via Shifting the
 Decision Boundary", CVPR 2023 (arXiv 2303.11570). Reference code: TY-LEE-KR/Boundary-Unlearning-Code
 (https://github.com/TY-LEE-KR/Boundary-Unlearning-Code) `boundary_unlearning.py` (boundary_shrink),
-`adv_generator.py` (FGSM), `main.py` at 19f9f23. Spec: BASELINES.md §5.
+`adv_generator.py` (FGSM), `main.py` at 19f9f23. Spec: docs/methods.md#boundary-shrink-bs.
 Neighbour search, once in `setup`: one FGSM step through the frozen full original model and the frozen
 head with plain logits (C3), in raw RGB pixels before the model's own normalisation:
 x_adv = round(clip(x + eps * 255 * sign(grad_x CE), 0, 255)); y_hat = argmax of the plain logits at

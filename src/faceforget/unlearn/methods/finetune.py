@@ -6,7 +6,7 @@ et al. 2020 (arXiv 1911.04933); the FT baseline of Jia et al. 2023 (arXiv 2304.0
 2024 (arXiv 2310.12508). Reference code: OPTML-Group/Unlearn-Sparse
 (https://github.com/OPTML-Group/Unlearn-Sparse) `unlearn/FT.py`, `README.MD`, `arg_parser.py` at 80ba55d
 (identical in OPTML-Group/Unlearn-Saliency `Classification/unlearn/FT.py` at a6e89fd).
-Spec: BASELINES.md §9.
+Spec: docs/methods.md#fine-tune-on-retain-ft.
 Loss: mean CosFace CE of retain views toward their true labels; retain stream only.
 Deviations: none beyond the frozen CosFace head and the shared trainable set (C1-C4).
 Defaults: SGD lr 0.01, momentum 0.9, wd 5e-4, batch 256, 10 epochs (README / arg parser); about

@@ -4,7 +4,7 @@ Gradient Ascent (GA, "NegGrad"): maximise the classification loss of the forget 
 Thudi et al., "Unrolling SGD", IEEE EuroS&P 2022 (arXiv 2109.13398); the NegGrad baseline of Golatkar
 et al. 2020 (arXiv 1911.04933). Reference code: OPTML-Group/Unlearn-Sparse
 (https://github.com/OPTML-Group/Unlearn-Sparse) `unlearn/GA.py`, `README.MD` at 80ba55d; the same loop
-is `Classification/unlearn/GA.py` in OPTML-Group/Unlearn-Saliency at a6e89fd. Spec: BASELINES.md §3.
+is `Classification/unlearn/GA.py` in OPTML-Group/Unlearn-Saliency at a6e89fd. Spec: docs/methods.md#gradient-ascent-ga.
 Loss: -mean CosFace CE of forget views toward their true labels; forget stream only.
 Deviations: frozen, normalised CosFace head (C2), so the ascent is bounded (CE <= s(2+m) + log N)
 and saturates instead of exploding; SGD weight decay still acts during the ascent.

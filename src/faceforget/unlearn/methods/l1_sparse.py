@@ -5,7 +5,7 @@ Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023 (arXi
 sparsity-aware unlearning. Reference code: OPTML-Group/Unlearn-Sparse
 (https://github.com/OPTML-Group/Unlearn-Sparse) `unlearn/FT.py` (FT_l1 / FT_iter), `unlearn/FT_prune.py`,
 `README.MD`, `arg_parser.py` at 80ba55d (identical in OPTML-Group/Unlearn-Saliency at a6e89fd).
-Spec: BASELINES.md §10.
+Spec: docs/methods.md#l1-sparse.
 Loss: CE(retain) + gamma_e * ||theta||_1, gamma_e = gamma (1 - e / (E - E0)) for e < E - E0, else 0,
 constant within epoch e (0-indexed). E: epochs of the run, one pass over our D_r at the engine's
 retain batch each, the run's `total_steps` cut into round(total / pass) equal epochs (exactly E

@@ -5,7 +5,7 @@ Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlear
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)
 `small_scale_unlearning.ipynb` (`run_neggrad_epoch` / `negative_grad` cells, `ng_alpha`, `ng_epochs`,
 `ng_lr`) at 98ffb11; the same combination without the L2 term is `train_negrad` in
-`thirdparty/repdistiller/helper/loops.py`. Spec: BASELINES.md §4.
+`thirdparty/repdistiller/helper/loops.py`. Spec: docs/methods.md#neggrad.
 Loss: beta * [CE(retain) + (lambda/2) ||theta - theta0||^2] - (1 - beta) * CE(forget), CosFace CE with
 the true labels; the norm runs over the trainable set (C4). One retain and one forget batch per step.
 Deviations: frozen CosFace head (C2); BN mode is the engine's (C5).

@@ -4,7 +4,7 @@ Random Labeling (RL): fine-tune on forget images with random identity labels plu
 Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (arXiv 1911.04933); Graves et al.,
 "Amnesiac Machine Learning", AAAI 2021 (arXiv 2010.10981). Reference code: OPTML-Group/Unlearn-Saliency
 (https://github.com/OPTML-Group/Unlearn-Saliency) `Classification/unlearn/RL.py`, `arg_parser.py`,
-`README.md`, `unlearn/impl.py` at a6e89fd. Spec: BASELINES.md §2.
+`README.md`, `unlearn/impl.py` at a6e89fd. Spec: docs/methods.md#random-labeling-rl.
 Loss: CosFace CE toward a random label for forget views and the true label for retain views, averaged
 over the whole batch (two terms weighted by their share of the batch).
 Epochs: a fresh label per forget image is drawn at the start of each epoch; an epoch is one pass over

@@ -6,7 +6,7 @@ in Both Image Classification and Generation", ICLR 2024 (arXiv 2310.12508). Refe
 OPTML-Group/Unlearn-Saliency (https://github.com/OPTML-Group/Unlearn-Saliency)
 `Classification/generate_mask.py`, `Classification/unlearn/RL.py` (mask application and restore, since
 "Fix weight decay (#33)"), `Classification/main_random.py`, `Classification/README.md` at a6e89fd.
-Spec: BASELINES.md §8.
+Spec: docs/methods.md#salun.
 Mask, once in `setup` on the original weights in eval mode: g = sum over forget batches (clean views,
 engine forget_batch) of grad of -CE(true labels); the floor(ratio * P) entries of |g| ranked globally
 over the trainable set (C4) get 1 (ties by stable sort order), the rest 0. Then RL (random_labeling.py)

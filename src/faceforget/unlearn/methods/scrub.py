@@ -5,7 +5,7 @@ Kurmanji, Triantafillou, Hayes, Triantafillou, "Towards Unbounded Machine Unlear
 (arXiv 2302.09880). Reference code: meghdadk/SCRUB (https://github.com/meghdadk/SCRUB)
 `large_scale_unlearning.ipynb` (defaults), `thirdparty/repdistiller/distiller_zoo/KD.py` (DistillKL) and
 `thirdparty/repdistiller/helper/loops.py` (train_distill, "maximize" / "minimize") at 98ffb11.
-Spec: BASELINES.md §7.
+Spec: docs/methods.md#scrub.
 Teacher: the frozen original model plus the frozen head, i.e. the head's logits of the cached
 original embedding of each view. Student: the trainable model plus the same head.
 Max-step (forget views only): -KL_T(teacher || student). Min-step (retain views only):
