@@ -74,3 +74,13 @@ def test_refit_erase_gives_every_forget_identity_the_population_mean_output(trai
         for k in toy_data.forget_labels.unique():
             np.testing.assert_allclose(model(forget[toy_data.forget_labels == k]).mean(0).numpy(),
                                        retain_mean.numpy(), atol=1e-4)
+
+
+def test_a_final_layer_too_wide_for_the_refit_is_refused_up_front(tiny_model):
+    from faceforget.unlearn.refit import MAX_REFIT_INPUTS, check_refit_width
+
+    check_refit_width(tiny_model)  # 16 inputs: fine
+    wide = copy.deepcopy(tiny_model)
+    wide.blocks[-1].fc = torch.nn.Linear(MAX_REFIT_INPUTS + 1, 8, bias=False)
+    with pytest.raises(ValueError, match=r"16385 inputs.*set the method param `refit: false`"):
+        check_refit_width(wide)

@@ -12,6 +12,17 @@ import torch
 from faceforget.models.features import final_linear, penultimate_features
 from faceforget.models.spec import FaceModel
 
+MAX_REFIT_INPUTS = 16384  # the float64 Gram matrix of a wider layer (e.g. SFace's 50,176 inputs: 20 GB) does not fit
+
+
+def check_refit_width(model: FaceModel) -> None:
+    """Refuse, before any training, a final linear layer too wide for the refit's (in x in) Gram matrix."""
+    width = final_linear(model).in_features
+    if width > MAX_REFIT_INPUTS:
+        raise ValueError(f"model {model.name!r}: its final linear layer has {width} inputs; the closed-form refit "
+                         f"supports at most {MAX_REFIT_INPUTS} (its Gram matrix would need {8 * width**2 / 2**30:.0f} "
+                         "GiB): set the method param `refit: false`")
+
 
 def ridge_solve(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, ridge: float,
                 null: torch.Tensor | None = None) -> torch.Tensor:

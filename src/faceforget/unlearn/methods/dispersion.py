@@ -46,7 +46,7 @@ from faceforget.unlearn.losses import (
 )
 from faceforget.unlearn.masks import mask_density, summed_gradients, top_fraction_mask
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, Part, UnlearningMethod
-from faceforget.unlearn.refit import refit_final_linear
+from faceforget.unlearn.refit import check_refit_width, refit_final_linear
 from faceforget.unlearn.target_map import MapKind, class_means, fit_target_map, whitening
 from faceforget.unlearn.trainable import trainable_named_parameters
 
@@ -123,6 +123,8 @@ class Dispersion(UnlearningMethod):
     def setup(self, ctx: MethodContext) -> None:
         """Targets of every forget view, the whitening of the feature space, centroids; the mask if asked for."""
         p = self.params
+        if p.refit:
+            check_refit_width(ctx.model)
         if p.w_target or p.w_keep_features:
             self._fit_targets(ctx)
         if p.w_centroid:
