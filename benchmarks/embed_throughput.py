@@ -8,14 +8,13 @@ Usage: FACEFORGET_DATA=/work/shared/datasets/lfw python benchmarks/embed_through
            [--images 320] [--batches 1 8 32] [--threads 1] [--append]
 Without FACEFORGET_DATA the chips are seeded random pixels (throughput does not depend on content).
 Port variants: eager NCHW under `torch.inference_mode`, and the same with channels-last memory format.
-The ONNX graph is exported here with `torch.onnx.export` (TorchScript exporter, opset 17, dynamic
-batch); its outputs are checked against the port. Each (implementation, batch) cell takes the best of
+The ONNX graph is faceforget's own export (`models/onnx_export.py::to_onnx_bytes`: TorchScript exporter,
+opset 17, dynamic batch); its outputs are checked against the port. Each (implementation, batch) cell takes the best of
 `--repeats` passes over the chips (a first warm-up batch is not timed); the passes are interleaved.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 from PIL import Image
 
 from faceforget.models.dlib_resnet import default_model_path, load_dlib_resnet
+from faceforget.models.onnx_export import INPUT, to_onnx_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_log import append_results, load  # noqa: E402
@@ -71,16 +71,12 @@ def contenders(threads: int) -> dict[str, Embed]:
 
     import onnxruntime as ort
 
-    buf = io.BytesIO()
-    example = pre.to_tensor(np.zeros((2, 150, 150, 3), np.uint8))
-    torch.onnx.export(model, (example,), buf, input_names=["x"], output_names=["y"], opset_version=17,
-                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(to_onnx_bytes(model), opts, providers=["CPUExecutionProvider"])
 
     def onnx(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {"x": pre.to_tensor(x).numpy()})[0]
+        return session.run(None, {INPUT: pre.to_tensor(x).numpy()})[0]
 
     out = {"port (PyTorch, inference_mode)": port, "port, channels-last": port_cl,
            f"onnxruntime {ort.__version__} (exported port)": onnx}
