@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from faceforget.benchmark import BenchmarkConfig, load_benchmark_config, method_config, run_benchmark
+from faceforget.data.split import load_split
+from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities
 from faceforget.models import registry
 
 
@@ -137,3 +139,41 @@ def test_shipped_model_and_data_configs_validate(name):
     cfg = load_benchmark_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     assert cfg.model == "sface" and cfg.engine.trainable == "last:4" and "dispersion" in cfg.methods
     assert len(cfg.methods) == 10 and cfg.seeds == [0, 1, 2]
+
+
+def test_sequential_requests_start_each_from_the_previous_model(toy_dataset, toy_distractors, tmp_path,
+                                                                  tiny_registered):
+    cfg = _config(toy_dataset, toy_distractors, tmp_path / "seq", methods=("dispersion",))
+    cfg = cfg.model_copy(update={"seeds": [0], "requests": 2})
+    results = run_benchmark(cfg, progress=False)
+    row = next(r for r in results if r["row"] == "dispersion")
+    method_dir = tmp_path / "seq" / "seed0" / "dispersion"
+    first = json.loads((method_dir / "request1" / "config.json").read_text())
+    second = json.loads((method_dir / "request2" / "config.json").read_text())
+    assert first["model"] == "tiny" and second["model"] == str(method_dir / "request1" / "model.pt")
+    manifest = load_split(tmp_path / "seq" / "seed0" / "split.json", progress=False)
+    names = manifest.forget_identities
+    request1 = json.loads((method_dir / "request1" / "metrics.json").read_text())
+    assert request1["original"]["forget"]["n_queries"] == sum(
+        r.identity == names[0] for r in manifest.by_role("forget_test"))  # request 1 forgets names[0] only
+    # the row compares the last model with the untouched original on the whole split, request by request
+    original = np.load(method_dir / "request1" / "embeddings_original.npy")
+    assert np.array_equal(np.load(method_dir / "request2" / "embeddings_original.npy"),
+                          np.load(method_dir / "request1" / "embeddings_unlearned.npy"))
+    expected = evaluate_embeddings(original, manifest, cfg.eval, lookalike_identities(original, manifest),
+                                   requests=[[names[0]], [names[1]]])
+    assert row["original"] == expected
+    assert row["unlearned"]["forget_request2"]["n_queries"] == sum(
+        r.identity == names[1] for r in manifest.by_role("forget_test"))
+    assert row["timings"]["total_s"] == pytest.approx(
+        request1["timings"]["total_s"] + json.loads((method_dir / "request2" / "metrics.json").read_text())[
+            "timings"]["total_s"])
+    stamp = (method_dir / "request2" / "metrics.json").stat().st_mtime_ns
+    again = run_benchmark(cfg, progress=False)[0]  # both requests reused (NaN != NaN: compared as JSON)
+    assert json.dumps(again, sort_keys=True) == json.dumps(row, sort_keys=True)
+    assert (method_dir / "request2" / "metrics.json").stat().st_mtime_ns == stamp
+    table = (tmp_path / "seq" / "results.md").read_text().splitlines()
+    header = next(line for line in table if line.startswith("| method | seeds | request 1 R@1 |"))
+    assert header.split(" | ")[2:6] == ["request 1 R@1", "request 1 mAP", "request 2 R@1", "request 2 mAP |"]
+    line = [ln for ln in table if ln.startswith("| dispersion |")][-1]  # the request table comes last
+    assert line.split(" | ")[4] == f"{row['unlearned']['forget_request2']['R@1']:.3f}"

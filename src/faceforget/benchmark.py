@@ -31,7 +31,9 @@ from faceforget.config import (
     validate_config,
 )
 from faceforget.data.records import SplitManifest
+from faceforget.data.requests import request_identities, request_manifests
 from faceforget.data.split import load_split
+from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
 from faceforget.fileio import write_json_atomic, write_text_atomic
 from faceforget.models.registry import load_model
 from faceforget.models.spec import FaceModel
@@ -40,7 +42,7 @@ from faceforget.runs import RunFolder
 from faceforget.unlearn.recipe import resolve_recipe
 from faceforget.unlearn.registry import available_methods
 from faceforget.unlearn.trainable import first_trainable_block
-from faceforget.workspace import Workspace, cell_signature, prepare, run_in_workspace
+from faceforget.workspace import Workspace, cell_signature, next_request, prepare, run_in_workspace
 
 REFERENCE_ROWS = ("original", "gallery_delete")
 
@@ -74,6 +76,8 @@ class BenchmarkConfig(RecipePolicy):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     methods: dict[str, MethodEntry]
+    requests: int = Field(1, ge=1, description="deletion requests the split's forget identities arrive in, each "
+                          "method unlearning them one after the other from its previous model (data/requests.py)")
 
 
 def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
@@ -134,28 +138,74 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
     """Run every missing (method, seed) cell, then write results.json/.csv/.md and plots into `cfg.out`."""
     out = Path(os.path.expandvars(cfg.out))
     results: list[dict] = []
+    original_model = load_model(cfg.model)
     for seed in cfg.seeds:
         seed_dir = out / f"seed{seed}"
         manifest = _split(cfg, seed, seed_dir / "split.json", progress)
-        n_f, n_r = len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train"))
-        cells = {m: method_config(cfg, m, seed, n_f, n_r) for m in cfg.methods}
-        ws: Workspace | None = None
-        original_model = load_model(cfg.model)
-        order = sorted(cells, key=lambda m: cells[m].engine.model_dump_json(include={"forget_views", "retain_views",
-                                                                                     "augment"}))
-        for name in order:
-            run = RunFolder(seed_dir / name)
-            signature, _ = cell_signature(cells[name], manifest, cfg.model, original_model)
-            if not (run.is_complete() and run.read_metrics().get("signature") == signature):
-                if ws is None:
-                    earliest = min((c.engine.trainable for c in cells.values()), key=_start_block_of(original_model))
-                    ws = prepare(original_model, cfg.model, manifest, earliest, cfg.eval, progress)
-                run_in_workspace(ws, cells[name], run.root, progress, overwrite=True)  # stale or unfinished
-            results.append(run.read_metrics() | {"row": name, "audits": _audits_after(run)})
-        metrics_before = ws.metrics_before if ws is not None else results[-1]["original"]
-        results += _reference_rows(metrics_before, seed, manifest.hash, _audits_after(run, "before"))
+        stages = request_manifests(manifest, cfg.requests)
+        first = {m: seed_dir / m / "request1" if cfg.requests > 1 else seed_dir / m for m in cfg.methods}
+        rows, ws = _run_cells(cfg, seed, stages[0], original_model, cfg.model, first, None, progress)
+        if cfg.requests > 1:
+            rows = [_follow_requests(cfg, seed, stages, ws, seed_dir / name, progress) for name in cfg.methods]
+        results += rows
+        # the original's audits are those of a single request (after a sequence, rows carry the last request's)
+        audits = {} if cfg.requests > 1 else _audits_after(RunFolder(first[rows[-1]["row"]]), "before")
+        results += _reference_rows(rows[-1]["original"], seed, manifest.hash, audits)
     write_results(results, out)
     return results
+
+
+def _run_cells(cfg: BenchmarkConfig, seed: int, manifest: SplitManifest, original_model: FaceModel, model_spec: str,
+               folders: dict[str, Path], ws: Workspace | None, progress: bool) -> tuple[list[dict], Workspace | None]:
+    """Each method's cell on `manifest` from `original_model`, in `folders[method]`; (rows, workspace if built)."""
+    n_f, n_r = len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train"))
+    cells = {m: method_config(cfg, m, seed, n_f, n_r) for m in folders}
+    order = sorted(cells, key=lambda m: cells[m].engine.model_dump_json(include={"forget_views", "retain_views",
+                                                                                 "augment"}))
+    rows = []
+    for name in order:
+        run = RunFolder(folders[name])
+        signature, _ = cell_signature(cells[name], manifest, model_spec, original_model)
+        if not (run.is_complete() and run.read_metrics().get("signature") == signature):
+            if ws is None:
+                earliest = min((c.engine.trainable for c in cells.values()), key=_start_block_of(original_model))
+                ws = prepare(original_model, model_spec, manifest, earliest, cfg.eval, progress)
+            run_in_workspace(ws, cells[name], run.root, progress, overwrite=True)  # stale or unfinished
+        rows.append(run.read_metrics() | {"row": name, "audits": _audits_after(run)})
+    return rows, ws
+
+
+def _follow_requests(cfg: BenchmarkConfig, seed: int, stages: list[SplitManifest], ws: Workspace | None,
+                     method_dir: Path, progress: bool) -> dict:
+    """
+    Requests 2..n of one method, each from the previous request's unlearned model (docs/protocol.md).
+
+    The row is the last request's run measured against the original model on the whole split, with a
+    "forget_request<k>" group per request; `ws` is request 1's workspace (built here when every cell was reused).
+    """
+    name = method_dir.name
+    if ws is None:
+        n_f, n_r = len(stages[0].by_role("forget_train")), len(stages[0].by_role("retain_train"))
+        trainable = method_config(cfg, name, seed, n_f, n_r).engine.trainable
+        ws = prepare(load_model(cfg.model), cfg.model, stages[0], trainable, cfg.eval, progress)
+    first = ws
+    for k in range(2, len(stages) + 1):
+        previous = RunFolder(method_dir / f"request{k - 1}")
+        model = load_model(str(previous.model))
+        ws = next_request(ws, model, str(previous.model), stages[k - 1], progress)
+        _run_cells(cfg, seed, stages[k - 1], model, str(previous.model), {name: method_dir / f"request{k}"}, ws,
+                   progress)
+    last = RunFolder(method_dir / f"request{len(stages)}")
+    groups = request_identities(stages[-1], len(stages))
+    look = lookalike_identities(first.embeddings_before, stages[-1])
+    before = evaluate_embeddings(first.embeddings_before, stages[-1], cfg.eval, look, requests=groups)
+    after = evaluate_embeddings(np.load(last.embeddings_unlearned), stages[-1], cfg.eval, look, requests=groups)
+    metrics = last.read_metrics()
+    seconds = sum(RunFolder(method_dir / f"request{k}").read_metrics()["timings"]["total_s"]
+                  for k in range(1, len(stages) + 1))
+    return metrics | {"row": name, "original": before, "unlearned": after, "summary": summary_scores(before, after),
+                      "split_hash": stages[-1].hash, "timings": metrics["timings"] | {"total_s": seconds},
+                      "audits": _audits_after(last)}
 
 
 def write_results(results: list[dict], out: Path) -> None:

@@ -159,6 +159,37 @@ def prepare(original_model: FaceModel, model_spec: str, manifest: SplitManifest,
                      eval_cfg, lookalikes)
 
 
+def shares_prefix(a: FaceModel, b: FaceModel, start_block: int) -> bool:
+    """True when blocks[:start_block] of `a` and `b` hold identical parameters and buffers."""
+    def tensors(model: FaceModel) -> list[torch.Tensor]:
+        return [t for block in list(model.blocks)[:start_block]
+                for t in (*block.parameters(), *block.buffers())]
+
+    ta, tb = tensors(a), tensors(b)
+    return len(ta) == len(tb) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(ta, tb, strict=True))
+
+
+def next_request(ws: Workspace, model: FaceModel, model_spec: str, manifest: SplitManifest,
+                 progress: bool = True) -> Workspace:
+    """
+    The workspace of a follow-up request: `model` (the previous request's unlearned model) on `manifest`.
+
+    `manifest` has the same records as `ws.manifest` (roles may differ, data/requests.py). When `model` left
+    the cached prefix untouched (it trained only blocks from `ws.start_block` on) the prefix is reused and only
+    the suffix runs again; otherwise every image is embedded afresh (`prepare`).
+    """
+    if [r.path for r in manifest.records] != [r.path for r in ws.manifest.records]:
+        raise ValueError("a follow-up request must keep the records of the split it continues")
+    if ws.start_block == 0 or not shares_prefix(model, ws.original_model, ws.start_block):
+        return prepare(model, model_spec, manifest, f"last:{len(model.blocks) - ws.start_block}", ws.eval_cfg, progress)
+    check_split(manifest, "the request")
+    emb = embed_from_prefix(model, ws.prefix, ws.start_block)
+    lookalikes = lookalike_identities(emb, manifest)
+    return Workspace(manifest, model, model_spec, ws.start_block, emb, ws.prefix,
+                     unlearn_data(manifest, model.preprocess.input_size),
+                     evaluate_embeddings(emb, manifest, ws.eval_cfg, lookalikes), ws.eval_cfg, lookalikes)
+
+
 def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool, device: str = "cpu") -> np.ndarray:
     if ws.start_block == 0:
         return embed_records(model, list(ws.manifest.records), ws.manifest.data_root, ws.manifest.distractor_root,

@@ -25,14 +25,20 @@ def cos(degrees: float) -> float:
     return math.cos(math.radians(degrees))
 
 
-@pytest.fixture(scope="module")
-def result() -> dict:
+def manifest() -> SplitManifest:
     records = [FaceRecord(p, i, role, f"{k:064x}", "distractors" if role == "distractor" else "data")
                for k, (p, i, role, _) in enumerate(PHOTOS)]
-    manifest = SplitManifest.from_records(records, {}, "/data", "/distractors")
+    return SplitManifest.from_records(records, {}, "/data", "/distractors")
+
+
+def embeddings() -> np.ndarray:
     angles = np.radians([a for *_, a in PHOTOS])
-    emb = 3.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)  # not unit length: the protocol normalises
-    return evaluate_embeddings(emb, manifest)
+    return 3.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)  # not unit length: the protocol normalises
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return evaluate_embeddings(embeddings(), manifest())
 
 
 def test_held_out_forget_queries_search_test_photos_and_distractors_leaving_themselves_out(result):
@@ -44,6 +50,16 @@ def test_held_out_forget_queries_search_test_photos_and_distractors_leaving_them
     assert forget["mAP"] == pytest.approx(0.75) and forget["mAP@R"] == pytest.approx(0.5)
     assert forget["chance"]["R@1"] == pytest.approx(1 / 6)  # one relevant item among the 6 others
     assert forget["CS"] == pytest.approx(cos(20))  # both 20 deg from their centroid at 20 deg
+
+
+def test_request_groups_query_their_identities_like_forget(result):
+    # request 1 is f (the group equals "forget", worked out above); request 2 names an identity without photos
+    grouped = evaluate_embeddings(embeddings(), manifest(), requests=[["f"], ["nobody"]])
+    first = grouped["forget_request1"]
+    assert (first["n_queries"], first["R@1"], first["n_gallery"]) == (2, 0.5, 7)
+    assert first["mAP"] == pytest.approx(0.75)
+    assert grouped["forget_request2"] == {"n_queries": 0}
+    assert "forget_request1" not in result
 
 
 def test_held_out_retain_queries(result):

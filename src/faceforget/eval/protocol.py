@@ -86,12 +86,14 @@ def lookalike_identities(emb: np.ndarray, manifest: SplitManifest, per_forget: i
 
 
 def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfig | None = None,
-                        lookalikes: list[str] | None = None, *, knn: KnnFunc | None = None) -> dict:
+                        lookalikes: list[str] | None = None, *, knn: KnnFunc | None = None,
+                        requests: list[list[str]] | None = None) -> dict:
     """
     Metrics of every group for raw embeddings aligned with `manifest.records`.
 
-    `lookalikes` (retain identity names, see `lookalike_identities`) adds the "lookalike" group;
-    `knn` overrides `cfg.knn`.
+    `lookalikes` (retain identity names, see `lookalike_identities`) adds the "lookalike" group; `requests`
+    (forget identity names per deletion request, data/requests.py) adds "forget_request<k>" groups, queried
+    like "forget"; `knn` overrides `cfg.knn`.
     """
     cfg = cfg or EvalConfig()
     knn = knn or knn_backend(cfg.knn)
@@ -103,6 +105,8 @@ def evaluate_embeddings(emb: np.ndarray, manifest: SplitManifest, cfg: EvalConfi
     out = {g: _group_metrics(z, labels, roles, q, gal, cfg, knn=knn) for g, (q, gal) in GROUPS.items()}
     if lookalikes:
         out["lookalike"] = _group_metrics(z, labels, roles, *GROUPS["retain"], cfg, identities=lookalikes, knn=knn)
+    for k, names in enumerate(requests or [], start=1):
+        out[f"forget_request{k}"] = _group_metrics(z, labels, roles, *GROUPS["forget"], cfg, identities=names, knn=knn)
     retain = roles == "retain_test"
     if retain.sum() > 1:
         out["retain"].update(verification(z[retain], labels[retain], cfg.fars))

@@ -72,6 +72,20 @@ def audit_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     return ["method", "seeds", *(name for name, _ in AUDIT_COLUMNS)], rows
 
 
+def request_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of held-out forget R@1 / mAP per deletion request (sequential runs; no rows otherwise)."""
+    n = max((int(g.removeprefix("forget_request")) for r in results for g in r.get("unlearned", {})
+             if g.startswith("forget_request")), default=0)
+    getters = [(f"request {k} {m}", _at("unlearned", f"forget_request{k}", m))
+               for k in range(1, n + 1) for m in ("R@1", "mAP")]
+    methods = list(dict.fromkeys(r.get("row", r["method"]) for r in results)) if n else []
+    rows = []
+    for method in methods:
+        runs = [r for r in results if r.get("row", r["method"]) == method]
+        rows.append([method, str(len(runs)), *(_cell([get(r) for r in runs], 3) for _, get in getters)])
+    return ["method", "seeds", *(name for name, _ in getters)], rows
+
+
 def benchmark_markdown(results: Sequence[Mapping]) -> str:
     """The comparison table and the attacks table in Markdown, with the legend of their columns."""
     header, rows = benchmark_rows(results)
@@ -85,5 +99,10 @@ def benchmark_markdown(results: Sequence[Mapping]) -> str:
                     "forget pairs above the original's FAR=1e-3 threshold; MIA AUC: seen vs held-out forget photos "
                     "(0.5 = indistinguishable); lookalike: the retain identities nearest to the forgotten ones "
                     "(docs/audits.md, docs/metrics.md).")
-    return (markdown_table(header, rows) + "\n" + legend + "\n\n" + markdown_table(audit_header, audit_body)
+    text = (markdown_table(header, rows) + "\n" + legend + "\n\n" + markdown_table(audit_header, audit_body)
             + "\n" + audit_legend + "\n")
+    request_header, request_body = request_rows(results)
+    if request_body:
+        text += ("\n" + markdown_table(request_header, request_body) + "\nrequest k: held-out forget photos of the "
+                 "identities of the k-th deletion request, after the last request (docs/protocol.md).\n")
+    return text
