@@ -128,6 +128,24 @@ def test_probe_reads_clustered_identities_and_not_random_ones(
     assert blind.per_item.shape == (len(identity_free.forget_test),)
 
 
+def test_probe_is_at_chance_once_the_identities_are_erased_linearly() -> None:
+    """Project out the span of the forget identities' centre offsets: only identity-free noise is left."""
+    rng = np.random.default_rng(3)
+    centres = {f"f{i}": 3 * rng.standard_normal(D) for i in range(20)}
+    offsets = np.stack(list(centres.values()))
+    offsets -= offsets.mean(0)
+    basis = np.linalg.svd(offsets, full_matrices=False)[2][:19]  # the 19 directions the centres span
+
+    def erased(photos: EmbeddingSet) -> EmbeddingSet:
+        return EmbeddingSet(photos.emb - photos.emb @ basis.T @ basis, photos.labels)
+    train, test = _photos(rng, centres, 8, 0.3), _photos(rng, centres, 8, 0.3)
+    others = {f"r{i}": rng.standard_normal(D) for i in range(5)}
+    inputs = AuditInputs(train, test, _photos(rng, others, 2, 0.3), _photos(rng, others, 1, 0.3))
+    assert LinearProbeAudit().run(inputs).value == 1.0  # before: every held-out photo named
+    after = LinearProbeAudit().run(AuditInputs(erased(train), erased(test), inputs.retain_test, inputs.distractors))
+    assert after.chance == pytest.approx(1 / 20) and after.value < 2 * after.chance
+
+
 def test_probe_with_one_identity_is_undefined() -> None:
     result = LinearProbeAudit().run(make_inputs(2, n_forget=1))
     assert np.isnan(result.value) and result.chance == 1.0

@@ -188,3 +188,21 @@ def test_whitened_sq_distance_by_hand():
     loss.backward()
     assert torch.isfinite(x.grad).all()
     assert float(whitened_sq_distance(torch.zeros(0, 2), torch.zeros(0, 2), w)) == 0.0
+
+
+def test_class_mean_offset_by_hand():
+    from faceforget.unlearn.losses import class_mean_offset_loss
+
+    x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [4.0, 4.0], [1.0, 1.0]], requires_grad=True)
+    labels = torch.tensor([3, 3, 7, 9])
+    w = torch.diag(torch.tensor([1.0, 0.5]))
+    centre = torch.tensor([1.0, 1.0])
+    # label 3: mean (1, 1) -> offset 0; label 7: offset (3, 3) -> (3, 1.5) -> 11.25; label 9: offset 0.
+    # mean over the 3 labels 3.75, / d = 1.875 (a row-wise mean would weigh label 3 twice)
+    loss = class_mean_offset_loss(x, labels, centre, w)
+    assert abs(loss.item() - 1.875) < 1e-6
+    loss.backward()
+    # d loss / d x[2] = 2 (offset W) W^T / (3 labels * d 2 * 1 row) = (3, 0.75) / 3
+    assert torch.allclose(x.grad[2], torch.tensor([1.0, 0.25]))
+    assert torch.allclose(x.grad[0], torch.zeros(2))
+    assert float(class_mean_offset_loss(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), centre, w)) == 0.0

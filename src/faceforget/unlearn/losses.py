@@ -77,6 +77,22 @@ def whitened_sq_distance(x: torch.Tensor, target: torch.Tensor, whiten: torch.Te
     return ((x - target) @ whiten).pow(2).sum(1).mean() / x.shape[1]
 
 
+def class_mean_offset_loss(x: torch.Tensor, labels: torch.Tensor, centre: torch.Tensor,
+                           whiten: torch.Tensor) -> torch.Tensor:
+    """
+    Mean over the labels in the batch of ||(mean of the label's rows - centre) W||^2 / d.
+
+    Zero when every label's mean equals `centre`, the population mean: then no linear classifier separates the
+    labels better than a constant one (LEACE's condition for linear guardedness, arXiv 2306.03819).
+    """
+    if x.shape[0] == 0:
+        return _zero_like_graph(x)
+    ids, inverse = torch.unique(labels, return_inverse=True)
+    sums = torch.zeros(len(ids), x.shape[1], dtype=x.dtype).index_add(0, inverse, x)
+    means = sums / torch.bincount(inverse, minlength=len(ids)).to(x.dtype)[:, None]
+    return ((means - centre) @ whiten).pow(2).sum(1).mean() / x.shape[1]
+
+
 def relational_loss(z: torch.Tensor, z_original: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the pairwise cosine matrices (keeps the retain geometry, not only points)."""
     if z.shape[0] < 2:

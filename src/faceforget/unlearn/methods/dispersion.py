@@ -3,8 +3,8 @@ Dispersion (ours): move the forget identities' embeddings into the crowd of othe
 
 Face identity unlearning for retrieval via embedding dispersion, Zakharov, arXiv 2512.13317 (2025).
 The paper's equations are not public; this is faceforget's formulation (docs/methods.md, "dispersion"):
-  L = w_target * L_target(forget) + w_uniform * L_unif(forget) + w_hard * L_hard(forget)
-      + w_centroid * L_centroid(forget) + w_cone * L_cone(forget)
+  L = w_target * L_target(forget) + w_erase_features * L_erase_features(forget)
+      + w_uniform * L_unif(forget) + w_hard * L_hard(forget) + w_centroid * L_centroid(forget) + w_cone * L_cone(forget)
       + w_keep * L_keep(retain) + w_relational * L_rel(retain) + w_keep_features * L_keep_features(retain)
 - L_target (default, the only forget term on by default): each cached forget view toward the target map of
   the frozen original's embedding of that view (unlearn/target_map.py): the photo keeps its own variation and
@@ -14,6 +14,8 @@ The paper's equations are not public; this is faceforget's formulation (docs/met
 - L_unif / L_hard / L_centroid / L_cone: the paper-style spreading terms (uniformity, Wang & Isola arXiv
   2005.10242; nearest same-identity view less similar than the nearest other by a margin; away from the
   original centroid; inside the face cone), off by default and a benchmark row of their own;
+- L_erase_features (off by default): each forget identity's mean penultimate feature in the batch onto the
+  retain population's mean, whitened (LEACE's linear-guardedness condition below the last layer);
 - L_keep / L_rel / L_keep_features: retain embeddings (and optionally their penultimate features) stay
   where the frozen original model put them.
 After the last step the final linear layer is refitted in closed form (unlearn/refit.py): a 0.01 cosine
@@ -37,6 +39,7 @@ from faceforget.seeding import torch_generator
 from faceforget.unlearn.losses import (
     centroid_repulsion_loss,
     chord_keep_loss,
+    class_mean_offset_loss,
     cone_loss,
     hard_margin_loss,
     keep_loss,
@@ -76,6 +79,9 @@ class DispersionParams(MethodParams):
     mixup: float = Field(0.0, ge=0, le=1, description="share of the forget batch replaced by mixes of two views of "
                          "one identity (at the suffix input), each trained toward the map of its own original "
                          "features")
+    w_erase_features: float = Field(0.0, ge=0, description="weight of a term moving each forget identity's mean "
+                                    "penultimate feature in the batch onto the retain population's (whitened): "
+                                    "linear erasure below the last layer")
     w_uniform: float = Field(0.0, ge=0, description="weight of the uniformity term on forget embeddings")
     uniform_temperature: float = Field(2.0, gt=0, description="uniformity temperature t")
     w_hard: float = Field(0.0, ge=0, description="weight of the hard-margin term on forget embeddings")
@@ -118,6 +124,10 @@ class Dispersion(UnlearningMethod):
             check_refit_width(ctx.model)
         if p.w_target or p.w_keep_features:
             self._fit_targets(ctx)
+        if p.w_erase_features:
+            retain = penultimate_features(ctx.original_model, ctx.retain.inputs[ctx.retain.clean()], ctx.start_block)
+            ctx.state["feature_centre"] = retain.mean(0)
+            ctx.state["feature_whiten"] = whitening(retain - retain.mean(0))
         if p.w_centroid:
             clean = ctx.forget.clean()
             ctx.state["centroids"] = F.normalize(
@@ -217,6 +227,9 @@ class Dispersion(UnlearningMethod):
                 terms["target"] = p.w_target * whitened_sq_distance(features, targets, ctx.state["whiten"])
             else:
                 terms["target"] = p.w_target * keep_loss(z, F.normalize(targets, dim=1))
+        if p.w_erase_features:
+            terms["erase_features"] = p.w_erase_features * class_mean_offset_loss(
+                features, part.labels, ctx.state["feature_centre"], ctx.state["feature_whiten"])
         if p.w_uniform:
             terms["unif"] = p.w_uniform * uniformity_loss(z, p.uniform_temperature)
         if p.w_hard:
