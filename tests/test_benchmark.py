@@ -142,10 +142,23 @@ def test_shipped_model_and_data_configs_validate(name):
 
 
 def test_sequential_requests_start_each_from_the_previous_model(toy_dataset, toy_distractors, tmp_path,
-                                                                  tiny_registered):
+                                                                  tiny_registered, monkeypatch):
+    import faceforget.benchmark
+    import faceforget.workspace
+
     cfg = _config(toy_dataset, toy_distractors, tmp_path / "seq", methods=("dispersion",))
     cfg = cfg.model_copy(update={"seeds": [0], "requests": 2})
+    prepared = []
+    real_prepare = faceforget.workspace.prepare
+
+    def counting_prepare(*args, **kwargs):
+        prepared.append(args[1])
+        return real_prepare(*args, **kwargs)
+
+    for module in (faceforget.benchmark, faceforget.workspace):
+        monkeypatch.setattr(module, "prepare", counting_prepare)
     results = run_benchmark(cfg, progress=False)
+    assert prepared == ["tiny"]  # request 2 reused request 1's cached prefix (its model left it untouched)
     row = next(r for r in results if r["row"] == "dispersion")
     method_dir = tmp_path / "seq" / "seed0" / "dispersion"
     first = json.loads((method_dir / "request1" / "config.json").read_text())
