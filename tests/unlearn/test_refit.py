@@ -76,11 +76,37 @@ def test_refit_erase_gives_every_forget_identity_the_population_mean_output(trai
                                        retain_mean.numpy(), atol=1e-4)
 
 
-def test_a_final_layer_too_wide_for_the_refit_is_refused_up_front(tiny_model):
-    from faceforget.unlearn.refit import MAX_REFIT_INPUTS, check_refit_width
+def test_a_refit_too_large_on_both_sides_is_refused_up_front(tiny_model):
+    from faceforget.unlearn.refit import MAX_REFIT_SIZE, check_refit_size
 
-    check_refit_width(tiny_model)  # 16 inputs: fine
+    check_refit_size(tiny_model, 10**6)  # 16 inputs: a feature-space solve, however many views
     wide = copy.deepcopy(tiny_model)
-    wide.blocks[-1].fc = torch.nn.Linear(MAX_REFIT_INPUTS + 1, 8, bias=False)
-    with pytest.raises(ValueError, match=r"16385 inputs.*set the method param `refit: false`"):
-        check_refit_width(wide)
+    wide.blocks[-1].fc = torch.nn.Linear(MAX_REFIT_SIZE + 1, 8, bias=False)
+    check_refit_size(wide, 5000)  # wider than the views: a sample-space solve
+    with pytest.raises(ValueError, match=r"16385 inputs\) over 20000 cached views.*`refit: false`"):
+        check_refit_size(wide, 20000)
+
+
+@pytest.mark.parametrize("erase", [False, True])
+def test_wide_layers_are_solved_in_sample_space_with_the_same_minimiser(erase, monkeypatch):
+    import faceforget.unlearn.refit as refit
+
+    monkeypatch.setattr(refit, "_COLUMNS", 7)  # several column chunks
+    g = torch.Generator().manual_seed(5)
+    x, y, w = torch.randn(12, 30, generator=g), torch.randn(12, 3, generator=g), torch.rand(12, generator=g)
+    d = torch.randn(30, 2, generator=g) if erase else None
+    got = ridge_solve(x, y, w, ridge=0.1, null=d).numpy()  # 30 inputs > 12 samples: the dual path
+    # reference: the feature-space normal equations in numpy (plus the KKT rows of the constraint W d = 0)
+    xn, yn, wn = (t.double().numpy() for t in (x, y, w))
+    gram = xn.T @ (wn[:, None] * xn)
+    gram += 0.1 * np.trace(gram) / 30 * np.eye(30)
+    rhs = xn.T @ (wn[:, None] * yn)
+    if erase:
+        dn = d.double().numpy()
+        kkt = np.block([[gram, dn], [dn.T, np.zeros((2, 2))]])
+        ref = np.linalg.solve(kkt, np.vstack([rhs, np.zeros((2, 3))]))[:30].T
+        np.testing.assert_allclose(got @ dn, 0.0, atol=1e-9)
+    else:
+        ref = np.linalg.solve(gram, rhs).T
+    np.testing.assert_allclose(got, ref, atol=1e-9)
+    assert ridge_solve(x[:, :10], y, w, ridge=0.1).shape == (3, 10)  # 10 inputs <= 12 samples: the primal path

@@ -49,7 +49,7 @@ from faceforget.unlearn.losses import (
 )
 from faceforget.unlearn.masks import mask_density, summed_gradients, top_fraction_mask
 from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, Part, UnlearningMethod
-from faceforget.unlearn.refit import check_refit_width, refit_final_linear
+from faceforget.unlearn.refit import check_refit_size, refit_final_linear
 from faceforget.unlearn.target_map import MapKind, class_means, fit_target_map, whitening
 from faceforget.unlearn.trainable import trainable_named_parameters
 
@@ -121,7 +121,7 @@ class Dispersion(UnlearningMethod):
         """Targets of every forget view, the whitening of the feature space, centroids; the mask if asked for."""
         p = self.params
         if p.refit:
-            check_refit_width(ctx.model)
+            check_refit_size(ctx.model, len(ctx.retain) + len(ctx.forget))
         if p.w_target or p.w_keep_features:
             self._fit_targets(ctx)
         if p.w_erase_features:
