@@ -151,10 +151,18 @@ def _count_above(scores: np.ndarray, t: np.ndarray, n_rel: np.ndarray, q_unit: n
     gt = np.zeros(t.shape)
     gt[e_rows, e_cols] = np.cumsum(counts)[e_rows] - hi
     ge = gt.copy()
-    for e, i, j in zip(*np.nonzero(hi > lo), e_rows[hi > lo], e_cols[hi > lo], strict=True):
-        near = np.flatnonzero((scores[i] >= lo_edge[e]) & (scores[i] < hi_edge[e]))
+    tied = np.flatnonzero(hi > lo)
+    for i in np.unique(e_rows[tied]):  # one exact rescoring per query row, over the union of its windows
+        edges = tied[e_rows[tied] == i]
+        row, by_lo = scores[i], np.argsort(lo_edge[edges], kind="stable")
+        starts, reach = lo_edge[edges][by_lo], np.maximum.accumulate(hi_edge[edges][by_lo])
+        first = np.searchsorted(starts, row, side="right") - 1  # windows opening at or below each score
+        near = np.flatnonzero((first >= 0) & (row < reach[np.maximum(first, 0)]))
         exact = _cosine(q_unit[i][None, :], _unit_rows(g, g_norms, near))[0]
-        gt[i, j], ge[i, j] = gt[i, j] + (exact > t[i, j]).sum(), ge[i, j] + (exact >= t[i, j]).sum()
+        inside = (row[near][None, :] >= lo_edge[edges, None]) & (row[near][None, :] < hi_edge[edges, None])
+        cols, edge_t = e_cols[edges], t[i, e_cols[edges]][:, None]
+        gt[i, cols] += (inside & (exact[None, :] > edge_t)).sum(1)
+        ge[i, cols] += (inside & (exact[None, :] >= edge_t)).sum(1)
     return gt, ge
 
 
