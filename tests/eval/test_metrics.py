@@ -12,6 +12,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from sklearn.metrics import average_precision_score
 
 from faceforget.eval import metrics as M
+from faceforget.eval import verification as V
 
 
 def _clustered(rng: np.random.Generator, n: int, n_classes: int, d: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +306,7 @@ def test_pair_scores_vs_loop() -> None:
             s = emb[i] @ emb[j] / np.linalg.norm(emb[i]) / np.linalg.norm(emb[j])
             (genuine if labels[i] == labels[j] else impostor).append(s)
     for chunk in (1, 7, 25):
-        gen, imp = M.pair_scores(emb, labels, chunk_size=chunk)
+        gen, imp = V.pair_scores(emb, labels, chunk_size=chunk)
         np.testing.assert_allclose(gen, genuine, atol=1e-6)
         np.testing.assert_allclose(imp, impostor, atol=1e-6)
 
@@ -325,12 +326,12 @@ def test_tar_at_far_vs_threshold_sweep(discrete: bool) -> None:
     if discrete:
         genuine, impostor = np.round(genuine, 1), np.round(impostor, 1)
     for far in (0.0, 1e-3, 0.0105, 0.29, 0.5, 1.0):
-        tar, threshold = M.tar_at_far(genuine, impostor, far)
+        tar, threshold = V.tar_at_far(genuine, impostor, far)
         assert (tar, threshold) == pytest.approx(_tar_brute(genuine, impostor, far))
-        assert M.accept_rate(impostor, threshold) <= far
-        assert M.accept_rate(genuine, threshold) == pytest.approx(np.mean([s > threshold for s in genuine]))
+        assert V.accept_rate(impostor, threshold) <= far
+        assert V.accept_rate(genuine, threshold) == pytest.approx(np.mean([s > threshold for s in genuine]))
     with pytest.raises(ValueError):
-        M.tar_at_far(genuine, impostor, 1.5)
+        V.tar_at_far(genuine, impostor, 1.5)
 
 
 def test_summary_numbers() -> None:

@@ -1,5 +1,5 @@
 """
-Pure retrieval and verification metrics on cosine similarity (numpy in, floats or arrays out).
+Pure retrieval metrics on cosine similarity (numpy in, floats or arrays out); pairs: eval/verification.py.
 
 Ties: cosine scores are computed in float64 and rounded to float32; equal float32 scores are a tie.
 `rank_queries` needs no full sort and no N x N matrix: a float32 matmul places every gallery item,
@@ -28,7 +28,7 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return (x / np.maximum(norms, eps)).astype(x.dtype)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     Cosine matrix of two row-normalised float64 arrays, rounded to float32 (ties stay ties).
 
@@ -100,7 +100,7 @@ def _take_relevant(scores: np.ndarray, q_unit: np.ndarray, g: np.ndarray, g_norm
     for code in np.unique(qc):
         rows, items = np.flatnonzero(qc == code), by_code[starts[code]:starts[code + 1]]
         if len(items):
-            s = _cosine(q_unit[rows], _unit_rows(g, g_norms, items))
+            s = cosine(q_unit[rows], _unit_rows(g, g_norms, items))
             s[items[None, :] == ex[rows, None]] = -np.inf
             t[rows[:, None], np.arange(len(items))[None, :]] = s
             scores[rows[:, None], items[None, :]] = -np.inf
@@ -158,7 +158,7 @@ def _count_above(scores: np.ndarray, t: np.ndarray, n_rel: np.ndarray, q_unit: n
         starts, reach = lo_edge[edges][by_lo], np.maximum.accumulate(hi_edge[edges][by_lo])
         first = np.searchsorted(starts, row, side="right") - 1  # windows opening at or below each score
         near = np.flatnonzero((first >= 0) & (row < reach[np.maximum(first, 0)]))
-        exact = _cosine(q_unit[i][None, :], _unit_rows(g, g_norms, near))[0]
+        exact = cosine(q_unit[i][None, :], _unit_rows(g, g_norms, near))[0]
         inside = (row[near][None, :] >= lo_edge[edges, None]) & (row[near][None, :] < hi_edge[edges, None])
         cols, edge_t = e_cols[edges], t[i, e_cols[edges]][:, None]
         gt[i, cols] += (inside & (exact[None, :] > edge_t)).sum(1)
@@ -275,7 +275,7 @@ def rank_queries(
     return QueryMetrics(ap=ap, ap_at_r=ap_r, hit_at=hits, n_relevant=n_rel, n_gallery=n_gal)
 
 
-def _mean(x: np.ndarray) -> float:
+def mean_or_nan(x: np.ndarray) -> float:
     """Mean of an array, NaN when empty."""
     return float(x.mean()) if x.size else float("nan")
 
@@ -283,8 +283,8 @@ def _mean(x: np.ndarray) -> float:
 def summarise(qm: QueryMetrics) -> dict[str, float]:
     """Averages over the queries that have a relevant item: R@k, mAP, mAP@R, n_queries, n_no_relevant."""
     v = qm.valid
-    out = {f"R@{k}": _mean(qm.hit_at[k][v]) for k in sorted(qm.hit_at)}
-    out |= {"mAP": _mean(qm.ap[v]), "mAP@R": _mean(qm.ap_at_r[v])}
+    out = {f"R@{k}": mean_or_nan(qm.hit_at[k][v]) for k in sorted(qm.hit_at)}
+    out |= {"mAP": mean_or_nan(qm.ap[v]), "mAP@R": mean_or_nan(qm.ap_at_r[v])}
     return out | {"n_queries": float(v.sum()), "n_no_relevant": float((~v).sum())}
 
 
@@ -338,9 +338,9 @@ def chance_summary(qm: QueryMetrics) -> dict[str, float]:
     """What random embeddings would score on the same queries (same keys as `summarise`)."""
     v = qm.valid
     n, r = qm.n_gallery[v], qm.n_relevant[v]
-    out = {f"R@{k}": _mean(np.asarray(chance_recall_at_k(n, r, k))) for k in sorted(qm.hit_at)}
-    out["mAP"] = _mean(np.asarray(chance_average_precision(n, r)))
-    out["mAP@R"] = _mean(np.asarray(chance_map_at_r(n, r)))
+    out = {f"R@{k}": mean_or_nan(np.asarray(chance_recall_at_k(n, r, k))) for k in sorted(qm.hit_at)}
+    out["mAP"] = mean_or_nan(np.asarray(chance_average_precision(n, r)))
+    out["mAP@R"] = mean_or_nan(np.asarray(chance_map_at_r(n, r)))
     return out | {"n_queries": float(v.sum()), "n_no_relevant": float((~v).sum())}
 
 
@@ -356,39 +356,7 @@ def compactness_per_identity(emb: np.ndarray, labels: np.ndarray) -> tuple[np.nd
 
 def compactness(emb: np.ndarray, labels: np.ndarray) -> float:
     """CS: mean over identities of `compactness_per_identity`."""
-    return _mean(compactness_per_identity(emb, labels)[1])
-
-
-def pair_scores(emb: np.ndarray, labels: np.ndarray, chunk_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine of every unordered pair, split into (genuine, impostor) float32 arrays, rows in chunks."""
-    z, lab = l2_normalise(np.asarray(emb, dtype=np.float64)), np.asarray(labels)
-    genuine, impostor = [], []
-    for a in range(0, len(z), chunk_size):
-        b = min(a + chunk_size, len(z))
-        s = _cosine(z[a:b], z[a:])
-        upper = np.arange(a, len(z))[None, :] > np.arange(a, b)[:, None]
-        same = lab[a:b, None] == lab[None, a:]
-        genuine.append(s[upper & same])
-        impostor.append(s[upper & ~same])
-    empty = [np.empty(0, np.float32)]
-    return np.concatenate(genuine or empty), np.concatenate(impostor or empty)
-
-
-def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
-    """(TAR, threshold): the lowest threshold with at most `far` of impostors strictly above it."""
-    imp = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
-    if imp.size == 0 or not 0 <= far <= 1:
-        raise ValueError(f"need impostor scores and 0 <= far <= 1, got {imp.size} scores and far={far}")
-    allowed = int(np.floor(far * imp.size))  # impostors allowed strictly above, guarded against rounding
-    allowed += (allowed + 1) / imp.size <= far
-    allowed -= allowed / imp.size > far
-    threshold = float(imp[allowed]) if allowed < imp.size else -np.inf
-    return accept_rate(genuine, threshold), threshold
-
-
-def accept_rate(scores: np.ndarray, threshold: float) -> float:
-    """Fraction of scores strictly above the threshold (NaN for no scores)."""
-    return _mean(np.asarray(scores) > threshold)
+    return mean_or_nan(compactness_per_identity(emb, labels)[1])
 
 
 def forgetting_efficacy(map_before: float, map_after: float, map_chance: float) -> float:

@@ -19,6 +19,7 @@ from faceforget.config import EvalConfig
 from faceforget.data.records import SplitManifest
 from faceforget.eval import metrics
 from faceforget.eval.knn import KnnFunc, knn_backend
+from faceforget.eval.verification import pair_scores, tar_at_far
 
 GROUPS = {
     # group: (query role, gallery roles)
@@ -52,10 +53,10 @@ def _group_metrics(emb: np.ndarray, labels: np.ndarray, roles: np.ndarray, query
 
 def verification(emb: np.ndarray, labels: np.ndarray, fars: tuple[float, ...]) -> dict[str, float]:
     """TAR at each FAR (and its threshold) over all pairs of the given embeddings."""
-    genuine, impostor = metrics.pair_scores(emb, labels)
+    genuine, impostor = pair_scores(emb, labels)
     out: dict[str, float] = {}
     for far in fars:
-        tar, thr = metrics.tar_at_far(genuine, impostor, far)
+        tar, thr = tar_at_far(genuine, impostor, far)
         out[f"TAR@FAR={far:g}"] = tar
         out[f"threshold@FAR={far:g}"] = thr
     return out

@@ -7,7 +7,7 @@ linkable) even when retrieval rankings look scrambled. Threat model of Zakharov,
 for Retrieval via Embedding Dispersion", arXiv 2512.13317 (no public reference code; ours).
 
 The threshold is the ORIGINAL model's at `far` on impostor pairs of `retain_test` (`reference`, or the
-inputs themselves when no reference is given), by `eval.metrics.tar_at_far`: a pair is accepted when its
+inputs themselves when no reference is given), by `eval.verification.tar_at_far`: a pair is accepted when its
 cosine is strictly above it. Reported: the fraction of genuine forget pairs accepted (pairs of one forget
 identity within forget_test, and forget_train x forget_test), per identity and pooled, plus for context
 the retain TAR and the retain FAR at the same threshold. Chance is `far`: a model that ignores identity
@@ -21,7 +21,8 @@ from typing import ClassVar
 import numpy as np
 
 from faceforget.eval.audits.base import Audit, AuditInputs, AuditResult
-from faceforget.eval.metrics import accept_rate, l2_normalise, pair_scores, tar_at_far
+from faceforget.eval.metrics import l2_normalise
+from faceforget.eval.verification import accept_rate, pair_scores, tar_at_far
 
 
 @dataclass(frozen=True)
