@@ -188,6 +188,8 @@ def test_threshold_comes_from_the_reference(clustered: AuditInputs, identity_fre
     from_original = ThresholdAudit().run(identity_free, clustered)
     assert from_original.details["threshold"] == ThresholdAudit().run(clustered).details["threshold"]
     assert from_original.details["threshold"] != own.details["threshold"]
+    # recalibrated on the model itself, the acceptance is the one computed without a reference
+    assert from_original.details["accepted_at_own_threshold"] == own.value
 
 
 def test_mia_is_chance_for_same_distribution_and_high_for_collapsed_train(clustered: AuditInputs) -> None:

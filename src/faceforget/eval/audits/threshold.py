@@ -10,8 +10,10 @@ The threshold is the ORIGINAL model's at `far` on impostor pairs of `retain_test
 inputs themselves when no reference is given), by `eval.verification.tar_at_far`: a pair is accepted when its
 cosine is strictly above it. Reported: the fraction of genuine forget pairs accepted (pairs of one forget
 identity within forget_test, and forget_train x forget_test), per identity and pooled, plus for context
-the retain TAR and the retain FAR at the same threshold. Chance is `far`: a model that ignores identity
-scores genuine pairs like impostors. Defaults: `far` 1e-3 as the protocol's TAR@FAR=1e-3.
+the retain TAR and the retain FAR at the same threshold, and the acceptance at the model's own threshold
+(an attacker who recalibrates on known people: it differs where the unlearned model's scores shifted).
+Chance is `far`: a model that ignores identity scores genuine pairs like impostors. Defaults: `far` 1e-3
+as the protocol's TAR@FAR=1e-3.
 """
 from __future__ import annotations
 
@@ -54,6 +56,9 @@ class ThresholdAudit(Audit):
                    "test_pairs_accepted": accept_rate(np.concatenate(within), threshold),
                    "train_test_pairs_accepted": accept_rate(np.concatenate(across), threshold),
                    "retain_tar": accept_rate(retain_genuine, threshold),
-                   "retain_far": accept_rate(retain_impostor, threshold)}
+                   "retain_far": accept_rate(retain_impostor, threshold),
+                   # an attacker who recalibrates on the model itself (its own retain impostors at `far`)
+                   "accepted_at_own_threshold": accept_rate(pooled, tar_at_far(retain_genuine, retain_impostor,
+                                                                               self.far)[1])}
         value = accept_rate(pooled, threshold)
         return AuditResult(self.name, value, self.far, per_identity, identities, details)
