@@ -97,3 +97,14 @@ def test_report_tables_share_metrics_rows(report_run: dict) -> None:
     assert t["summary"].rows == [[tables.fmt(report_run["summary"][k]) for k in "EUH"]]
     assert [r[0] for r in t["split"].rows] == ["forget_train", "forget_test", "retain_train", "retain_test",
                                                "distractor"]
+
+
+def test_benchmark_tables_read_null_audits_as_nan() -> None:
+    # K = 1: the probe has one identity to name, its value is NaN, stored as null in audits.json
+    from faceforget.report.benchmark_tables import audit_rows
+
+    run = {"row": "dispersion", "method": "dispersion", "audits": {"probe": {"after": None, "chance": 1.0},
+                                                                  "mia": {"after": 0.25, "chance": 0.5}}}
+    header, rows = audit_rows([run])
+    cells = dict(zip(header, rows[0], strict=True))
+    assert (cells["probe"], cells["probe chance"], cells["MIA AUC"]) == ("nan", "1.000", "0.250")

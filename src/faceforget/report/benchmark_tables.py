@@ -10,12 +10,12 @@ from faceforget.timings import unlearn_seconds
 
 
 def _at(*path: str) -> Callable[[Mapping], float]:
-    """Getter of the number at `path` in a run's metrics.json (NaN where it is missing)."""
+    """Getter of the number at `path` in a run's metrics.json (NaN where it is missing or null)."""
     def get(run: Mapping) -> float:
         value: object = run
         for key in path:
             value = value.get(key, float("nan")) if isinstance(value, Mapping) else float("nan")
-        return float(value)
+        return float("nan") if value is None else float(value)  # strict JSON stores NaN as null
     return get
 
 
