@@ -62,28 +62,28 @@ def benchmark_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str
     return ["method", "seeds", *(name for name, _ in COLUMNS)], rows
 
 
+def _mean_rows(results: Sequence[Mapping], columns: Sequence[tuple[str, Callable[[Mapping], float]]]) -> tuple[
+        list[str], list[list[str]]]:
+    """Header and rows: per row (method or named variant, first-seen order) the mean +- std of each column."""
+    rows = []
+    for method in dict.fromkeys(r.get("row", r["method"]) for r in results):
+        runs = [r for r in results if r.get("row", r["method"]) == method]
+        rows.append([method, str(len(runs)), *(_cell([get(r) for r in runs], 3) for _, get in columns)])
+    return ["method", "seeds", *(name for name, _ in columns)], rows
+
+
 def audit_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the attacks table: per row the mean +- std over seeds of each audit (after)."""
-    methods = list(dict.fromkeys(r.get("row", r["method"]) for r in results))
-    rows = []
-    for method in methods:
-        runs = [r for r in results if r.get("row", r["method"]) == method]
-        rows.append([method, str(len(runs)), *(_cell([get(r) for r in runs], 3) for _, get in AUDIT_COLUMNS)])
-    return ["method", "seeds", *(name for name, _ in AUDIT_COLUMNS)], rows
+    return _mean_rows(results, AUDIT_COLUMNS)
 
 
 def request_rows(results: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of held-out forget R@1 / mAP per deletion request (sequential runs; no rows otherwise)."""
     n = max((int(g.removeprefix("forget_request")) for r in results for g in r.get("unlearned", {})
              if g.startswith("forget_request")), default=0)
-    getters = [(f"request {k} {m}", _at("unlearned", f"forget_request{k}", m))
+    columns = [(f"request {k} {m}", _at("unlearned", f"forget_request{k}", m))
                for k in range(1, n + 1) for m in ("R@1", "mAP")]
-    methods = list(dict.fromkeys(r.get("row", r["method"]) for r in results)) if n else []
-    rows = []
-    for method in methods:
-        runs = [r for r in results if r.get("row", r["method"]) == method]
-        rows.append([method, str(len(runs)), *(_cell([get(r) for r in runs], 3) for _, get in getters)])
-    return ["method", "seeds", *(name for name, _ in getters)], rows
+    return _mean_rows(results if n else [], columns)
 
 
 def benchmark_markdown(results: Sequence[Mapping]) -> str:
