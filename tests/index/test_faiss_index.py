@@ -5,7 +5,7 @@ import faiss
 import numpy as np
 import pytest
 
-from faceforget.index.faiss_index import INDEX_KINDS, _pq_shape, make_index, to_gpu
+from faceforget.index.faiss_index import INDEX_KINDS, _pq_shape, make_index, set_nprobe, to_gpu
 from faceforget.index.gallery import Gallery
 
 # Lower bounds for recall@10 against `flat` on 300 identities x 10 photos (32-D, spread 0.4), nprobe 32.
@@ -71,3 +71,19 @@ def test_unknown_kind_lists_the_choices() -> None:
     with pytest.raises(ValueError, match="ivfpq"):
         make_index(np.eye(4, dtype=np.float32), np.arange(4), "annoy", 4)
     assert INDEX_KINDS == ("flat", "ivf", "ivfpq", "hnsw")
+
+
+def test_set_nprobe_widens_a_built_search():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ivf = make_index(x, np.arange(400, dtype=np.int64), "ivf", nprobe=1)  # nlist = min(80, 400 // 39) = 10
+    set_nprobe(ivf, 4)
+    assert (ivf.nprobe, ivf.nlist) == (4, 10)
+    set_nprobe(ivf, 50)
+    assert ivf.nprobe == 10  # capped at nlist: every list, exact search
+    exact = np.argsort(-(x[:5] @ x.T), axis=1)[:, :3]
+    np.testing.assert_array_equal(ivf.search(x[:5], 3)[1], exact)
+    hnsw = make_index(x, np.arange(400, dtype=np.int64), "hnsw", nprobe=1)
+    set_nprobe(hnsw, 8)
+    assert faiss.downcast_index(hnsw.index).hnsw.efSearch == 32

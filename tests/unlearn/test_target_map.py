@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from faceforget.unlearn.target_map import TargetMap, class_means, fit_target_map, gaussian_ot_linear, whitening
+from faceforget.unlearn.target_map import (
+    TargetMap,
+    class_means,
+    dispersed_identities,
+    fit_target_map,
+    gaussian_ot_linear,
+    whitening,
+)
 
 # two retain identities on the x axis, one forget identity (label 0) above them
 FEATURES = torch.tensor([[0.0, 1.2], [0.0, 0.8],          # forget id 0, mean (0, 1)
@@ -69,3 +76,28 @@ def test_whitening_makes_the_second_moment_identity():
     w = whitening(x, ridge=0.0).double()
     s = x.double().T @ x.double() / len(x)
     np.testing.assert_allclose((w.T @ s @ w).numpy(), np.eye(3), atol=1e-6)
+
+
+def test_an_identity_already_dispersed_is_held():
+    # s_b = 2 (as in the scaled test). Identity 0's photos (0, +-2.5) around (0, 0): RMS residual 2.5 >= s_b,
+    # held: its target is the photo itself. Identity 3's photos (0, 0.9), (0, 1.1): residual 0.1 < s_b, mapped.
+    features = torch.cat([torch.tensor([[0.0, 2.5], [0.0, -2.5]]), FEATURES[2:], torch.tensor([[0.0, 0.9],
+                                                                                                  [0.0, 1.1]])])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    for kind in ("scaled", "ot"):
+        tmap = fit_target_map(features, labels, [0, 3], 4, kind=kind, spread=0.5, rank=8)
+        assert tmap.held == (0,)
+        photo = torch.tensor([[0.3, -1.7]])
+        np.testing.assert_allclose(tmap(photo, torch.tensor([0])).numpy(), photo.numpy(), atol=1e-6)
+    scaled = fit_target_map(features, labels, [0, 3], 4, kind="scaled", spread=0.5, rank=8)
+    np.testing.assert_allclose(scaled.linear[3].numpy(), [[10, 0], [0, 0]], atol=1e-5)  # as in the scaled test
+
+
+def test_dispersed_identities_threshold_is_the_between_identity_spread():
+    # identity 0: residuals +-2 around its mean: RMS exactly s_b = 2 -> dispersed; at +-1.9 it is not
+    for half, expected in ((2.0, [0]), (1.9, [])):
+        features = torch.cat([torch.tensor([[0.0, half], [0.0, -half]]), FEATURES[2:]])
+        labels = torch.tensor([0, 0, 1, 1, 2, 2])
+        means = class_means(features, labels, 3)
+        assert dispersed_identities(features, labels, [0], means, 2.0) == expected
+    assert dispersed_identities(features, labels, [0], means, 0.0) == []  # no crowd (one retain identity)

@@ -83,6 +83,15 @@ def _make_ivf(d: int, n: int, nprobe: int, pq: bool) -> faiss.Index:
     return index
 
 
+def set_nprobe(index: faiss.Index, nprobe: int) -> None:
+    """Search breadth of a built index: IVF lists probed (at most nlist), HNSW efSearch = 4 x nprobe; flat: none."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efSearch = 4 * nprobe
+    elif isinstance(inner, faiss.IndexIVF):
+        inner.nprobe = min(nprobe, inner.nlist)
+
+
 def make_index(vectors: np.ndarray, ids: np.ndarray, kind: str, nprobe: int) -> faiss.Index:
     """A filled inner-product index of `kind` over unit `vectors` (n, d) with int64 `ids`."""
     d = vectors.shape[1]

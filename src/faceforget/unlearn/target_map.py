@@ -20,6 +20,12 @@ Two choices of `A_k` (`fit_target_map`):
   the population's N(0, spread^2 S_pop): A_k = S_k^-1/2 (S_k^1/2 S_pop S_k^1/2)^1/2 S_k^-1/2 * spread,
   S_k shrunk toward the pooled within-identity covariance (few photos per person), as in closed-form
   concept erasure (LEACE, Belrose et al., arXiv 2306.03819, which uses the same Gaussian OT view).
+
+An identity the starting model has already dispersed (its photos' RMS distance to their mean at least the
+between-identity spread s_b: as far apart as different people) is held, t(x) = f0(x): mapping it again would
+blow its residuals up a second time, out of the crowd, where its photos find each other (a sequential
+request re-mapping the people of an earlier one). Identities of an original model sit at 0.3-0.8 s_b on LFW,
+so a one-shot run holds nothing (docs/methods.md, "Target-map forgetting").
 Pure tensor functions: no model, no I/O.
 """
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Literal
 import torch
 
 MapKind = Literal["scaled", "ot"]
+DISPERSED_SPREAD = 1.0  # own residual RMS over s_b at which an identity counts as already dispersed (held)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class TargetMap:
     centre: torch.Tensor  # (d,)
     means: torch.Tensor  # (n_labels, d); only forget label rows are meaningful
     linear: torch.Tensor  # (n_labels, d, d)
+    held: tuple[int, ...] = ()  # forget labels already dispersed, mapped to themselves
 
     def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Targets of `features` (n, d) whose identities are `labels` (n,)."""
@@ -95,6 +103,7 @@ def fit_target_map(
     the forget identities from their own photos. `spread` scales the target spread ("scaled": the issue's
     alpha; "ot": a multiplier of the population's standard deviation), `rank` bounds P ("scaled"),
     `shrinkage` is the weight of the identity's own residual covariance against the pooled one ("ot").
+    Forget identities already dispersed (`dispersed_identities`) get the identity map (held).
     """
     features = features.double()
     means = class_means(features, labels, n_labels)
@@ -108,21 +117,37 @@ def fit_target_map(
     residual = retain - means[retain_labels]
     d = features.shape[1]
     linear = torch.zeros(n_labels, d, d, dtype=torch.float64)
+    ids = torch.unique(retain_labels)
+    centroids = means[ids] - means[ids].mean(0)
+    s_b = centroids.pow(2).sum(1).mean().sqrt()
+    held = set(dispersed_identities(features, labels, forget_ids, means, float(s_b)))
+    moved = [k for k in forget_ids if k not in held]
     if kind == "scaled":
-        ids = torch.unique(retain_labels)
-        centroids = means[ids] - means[ids].mean(0)
         _, sv, vt = torch.linalg.svd(centroids, full_matrices=False)
         k = min(rank, int((sv > 1e-9 * sv[0]).sum()))  # directions the centroids actually span
         weights = sv[:k] / sv[:k].pow(2).mean().sqrt()
         projection = (vt[:k].T * weights) @ vt[:k]
-        s_b = centroids.pow(2).sum(1).mean().sqrt()
         s_w = residual.pow(2).sum(1).mean().sqrt().clamp_min(1e-12)
-        linear[forget_ids] = spread * (s_b / s_w) * projection
+        linear[moved] = spread * (s_b / s_w) * projection
     else:
         population = _covariance(retain - centre) * spread ** 2
         pooled = _covariance(residual)
-        for k in forget_ids:
+        for k in moved:
             own = features[labels == k] - means[k]
             source = shrinkage * _covariance(own) + (1 - shrinkage) * pooled
             linear[k] = gaussian_ot_linear(source, population)
-    return TargetMap(centre.float(), means.float(), linear.float())
+    for k in held:  # t = centre + I (f - centre) = f
+        linear[k] = torch.eye(d, dtype=torch.float64)
+        means[k] = centre
+    return TargetMap(centre.float(), means.float(), linear.float(), tuple(sorted(held)))
+
+
+def dispersed_identities(features: torch.Tensor, labels: torch.Tensor, forget_ids: list[int], means: torch.Tensor,
+                         between_spread: float) -> list[int]:
+    """The forget labels whose photos' RMS distance to their mean is >= DISPERSED_SPREAD x `between_spread`."""
+    out = []
+    for k in forget_ids if between_spread > 0 else []:  # one retain identity: no crowd to compare with
+        own = features[labels == k] - means[k]
+        if len(own) and float(own.pow(2).sum(1).mean().sqrt()) >= DISPERSED_SPREAD * between_spread:
+            out.append(k)
+    return out

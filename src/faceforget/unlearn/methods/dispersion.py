@@ -163,6 +163,7 @@ class Dispersion(UnlearningMethod):
             ctx.forget_label_ids, ctx.n_identities, kind=p.target_map, spread=p.target_spread,
             rank=p.target_rank, shrinkage=p.target_shrinkage)
         ctx.state["target_map"] = target_map
+        ctx.state["held_identities"] = len(target_map.held)  # already dispersed by the starting model
         ctx.state["targets"] = target_map(f_feat, ctx.forget.labels)
         ctx.state["retain_features"] = r_feat
         ctx.state["whiten"] = whitening(r_feat[rc] - target_map.centre)
