@@ -5,12 +5,15 @@ Same exported graph for onnxruntime, same chips and thread count, a batch-size s
 `import dlib` works.
 
 Usage: FACEFORGET_DATA=/work/shared/datasets/lfw python benchmarks/embed_throughput.py \
-           [--images 320] [--batches 1 8 32] [--threads 1] [--append]
+           [--images 320] [--batches 1 8 32] [--threads 1] [--pipeline 640] [--append]
 Without FACEFORGET_DATA the chips are seeded random pixels (throughput does not depend on content).
 Port variants: eager NCHW under `torch.inference_mode`, and the same with channels-last memory format.
 The ONNX graph is faceforget's own export (`models/onnx_export.py::to_onnx_bytes`: TorchScript exporter,
 opset 17, dynamic batch); its outputs are checked against the port. Each (implementation, batch) cell takes the best of
 `--repeats` passes over the chips (a first warm-up batch is not timed); the passes are interleaved.
+`--pipeline N` (needs FACEFORGET_DATA) adds the product's own stage: `eval/embed.py::embed_paths` over N
+image files (JPEG decode included, batch 64) with the torch and the onnxruntime backend, the latter's
+export to ONNX included in its time.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from faceforget.eval.embed import embed_paths
 from faceforget.models.dlib_resnet import default_model_path, load_dlib_resnet
 from faceforget.models.onnx_export import INPUT, to_onnx_bytes
 
@@ -92,6 +96,26 @@ def contenders(threads: int) -> dict[str, Embed]:
     return out | {f"dlib {dlib.__version__} C++ (BLAS={dlib.DLIB_USE_BLAS})": native}
 
 
+def pipeline(count: int, repeats: int) -> list[str]:
+    """Table rows: embed_paths over `count` LFW files with each backend (best of `repeats`, interleaved)."""
+    root = os.environ.get("FACEFORGET_DATA")
+    if not root or not count:
+        return []
+    paths = sorted((Path(root) / "dlib150").glob("*/*.jpg"))[:count]
+    model, best, outs = load_dlib_resnet(), {}, {}
+    for _ in range(repeats):
+        for backend in ("torch", "onnxruntime"):
+            start = time.perf_counter()
+            outs[backend] = embed_paths(model, paths, batch_size=64, progress=False, backend=backend).embeddings
+            best[backend] = min(best.get(backend, float("inf")), time.perf_counter() - start)
+    rows = [f"| embed_paths, backend {b} | 64 | {len(paths) / t:.1f} | {best['torch'] / t:.2f} |"
+            for b, t in best.items()]
+    return ["", f"The embedding stage itself: `embed_paths` over {len(paths)} LFW files (decode included; "
+            "onnxruntime: export included), best of {repeats}".replace("{repeats}", str(repeats)), "",
+            "| stage | batch | images/s | / torch backend |", "|---|---:|---:|---:|", *rows, "",
+            f"max abs difference onnxruntime vs torch backend: {np.abs(outs['onnxruntime'] - outs['torch']).max():.2e}"]
+
+
 def main() -> None:
     """Time every implementation at every batch size, interleaved, and print (optionally append) the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -99,6 +123,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pipeline", type=int, default=0, help="also time embed_paths over this many files")
     parser.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
     load_before = load()
@@ -124,6 +149,7 @@ def main() -> None:
     ref = outputs["port (PyTorch, inference_mode)"]
     lines += [""] + [f"max abs difference {name} vs the port: {np.abs(out - ref).max():.2e}"
                      for name, out in outputs.items() if out is not ref]
+    lines += pipeline(args.pipeline, args.repeats)
     table = "\n".join(lines)
     print(table)
     if args.append:

@@ -230,3 +230,16 @@ def test_a_knob_added_after_runs_were_signed_leaves_their_signature_alone_until_
     unset_uniform = api.load_config(SMALL | {"engine": SMALL["engine"] | {"sampler": "uniform"}}, None)
     assert cell_signature(shared, manifest, "tiny", model)[0] != cell_signature(unset_uniform, manifest, "tiny",
                                                                                 model)[0]
+
+
+def test_onnxruntime_embedding_backend_gives_the_torch_run(split, tmp_path, make_tiny_model, tiny_registered):
+    """runtime.embed_backend: onnxruntime embeds the split (and the prefix) on the exported graph: same run."""
+    pytest.importorskip("onnxruntime")
+    runs = {backend: api.unlearn(make_tiny_model(), None, split, progress=False, out=tmp_path / backend,
+                                 config=SMALL | {"runtime": {"embed_backend": backend}}).run
+            for backend in ("torch", "onnxruntime")}
+    assert runs["torch"].read_metrics()["signature"] == runs["onnxruntime"].read_metrics()["signature"]
+    for name in ("original", "unlearned"):
+        np.testing.assert_allclose(np.load(runs["onnxruntime"].root / f"embeddings_{name}.npy"),
+                                   np.load(runs["torch"].root / f"embeddings_{name}.npy"), atol=1e-5)
+    assert_close(runs["onnxruntime"].read_metrics()["unlearned"], runs["torch"].read_metrics()["unlearned"], 1e-4)

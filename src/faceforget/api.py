@@ -15,7 +15,7 @@ from faceforget.data.records import SplitManifest
 from faceforget.data.sources import read_records
 from faceforget.data.split import load_split
 from faceforget.data.split import make_split as _make_split
-from faceforget.eval.embed import embed_paths, embed_records, record_paths
+from faceforget.eval.embed import EmbedBackend, embed_paths, embed_records, record_paths
 from faceforget.eval.protocol import evaluate_embeddings
 from faceforget.fileio import sha256_file, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint
@@ -143,7 +143,7 @@ def unlearn(model: str | FaceModel, data: str | Path | None, split: str | Path |
     RunFolder(Path(out)).check_reuse(cell_signature(cfg, manifest, _spec_of(model), original_model)[0], overwrite)
     source = str(split) if not isinstance(split, SplitManifest) else "the split"
     ws = prepare(original_model, _spec_of(model), manifest, cfg.engine.trainable, cfg.eval, progress, watch,
-                 source=source, device=cfg.runtime.device)
+                 source=source, device=cfg.runtime.device, backend=cfg.runtime.embed_backend)
     run, unlearned, metrics = run_in_workspace(ws, cfg, out, progress, watch, overwrite=overwrite)
     return UnlearnResult(run, unlearned, metrics)
 
@@ -200,8 +200,13 @@ def _null_embeddings(model: FaceModel) -> np.ndarray:
 
 def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
                 split: str | Path | None = None, roles: tuple[str, ...] = ("forget_test", "retain_test", "distractor"),
-                kind: str = "auto", batch_size: int = 64, progress: bool = True, verify: bool = True) -> "Gallery":
-    """Build and save a FAISS gallery of a folder/CSV dataset, or of the split's `roles` when `split` is given."""
+                kind: str = "auto", batch_size: int = 64, progress: bool = True, verify: bool = True,
+                backend: EmbedBackend = "torch") -> "Gallery":
+    """
+    Build and save a FAISS gallery of a folder/CSV dataset, or of the split's `roles` when `split` is given.
+
+    `backend` runs the embedding on torch or on onnxruntime (eval/embed.py).
+    """
     from faceforget.index.gallery import Gallery
     from faceforget.index.split_gallery import labelled_paths
 
@@ -216,7 +221,7 @@ def index_build(model: str | FaceModel, data: str | Path, out: str | Path, *,
     if not records:
         raise DataError(f"no images to index in {data} (roles {roles})" if split else f"no images in {data}")
     emb = embed_paths(face_model, paths, batch_size=batch_size, progress=progress,
-                      description=f"indexing {len(paths)} images").embeddings
+                      description=f"indexing {len(paths)} images", backend=backend).embeddings
     gallery = Gallery.build(emb, labelled_paths(records, paths), model_fingerprint=model_fingerprint(face_model),
                             kind=kind, model=_spec_of(model), null_embeddings=_null_embeddings(face_model))
     gallery.save(out)

@@ -165,13 +165,15 @@ def index_build(
     model: str = typer.Option("dlib"),
     split: Optional[Path] = typer.Option(None, help="index the split's held-out + distractor images"),
     kind: str = typer.Option("auto", help="flat | ivf | ivfpq | hnsw | auto (IVF above 100k rows)"),
+    backend: str = typer.Option("torch", help="embedding backend: torch | onnxruntime (the exported graph, CPU)"),
     no_verify: bool = NO_VERIFY,
 ) -> None:
     """Embed a dataset and save it as a searchable gallery."""
     from faceforget import api
 
     with _errors():
-        gallery = api.index_build(model, data, output, split=split, kind=kind, verify=not no_verify)
+        gallery = api.index_build(model, data, output, split=split, kind=kind, verify=not no_verify,
+                                  backend=backend)
     typer.echo(f"gallery {output}: {len(gallery)} rows, {len(gallery.identities)} identities, kind {gallery.kind}")
 
 

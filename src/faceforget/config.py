@@ -112,6 +112,9 @@ class RuntimeConfig(_Strict):
     device: str = Field("cpu", description="torch device of every stage: embedding, view cache, training "
                         "('cuda' is untested here)")
     amp: bool = Field(False, description="bfloat16 autocast of the forward passes (for GPUs)")
+    embed_backend: Literal["torch", "onnxruntime"] = Field(
+        "torch", description="runs the whole-image embedding stages (the split before unlearning, a full-model "
+        "run after): torch, or the model's exported graph on onnxruntime (CPU; docs/scale.md#embedding-backend)")
 
 
 class RecipePolicy(_Strict):

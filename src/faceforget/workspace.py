@@ -22,7 +22,7 @@ from faceforget.config import EngineConfig, EvalConfig, RuntimeConfig, UnlearnCo
 from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.audits import audit_embeddings
-from faceforget.eval.embed import embed_from_prefix, embed_records, load_pixels, record_paths
+from faceforget.eval.embed import EmbedBackend, embed_from_prefix, embed_records, load_pixels, record_paths
 from faceforget.eval.protocol import evaluate_embeddings, lookalike_identities, summary_scores
 from faceforget.fileio import save_npy_atomic, write_json_atomic
 from faceforget.models.checkpoint import model_fingerprint, save_checkpoint
@@ -135,7 +135,7 @@ class Workspace:
 
 def prepare(original_model: FaceModel, model_spec: str, manifest: SplitManifest, trainable: str,
             eval_cfg: EvalConfig, progress: bool = True, watch: Stopwatch | None = None,
-            source: str = "the split", device: str = "cpu") -> Workspace:
+            source: str = "the split", device: str = "cpu", backend: EmbedBackend = "torch") -> Workspace:
     """
     Embed every split image with the original model, keeping the activations where training starts.
 
@@ -147,7 +147,7 @@ def prepare(original_model: FaceModel, model_spec: str, manifest: SplitManifest,
     start_block = first_trainable_block(original_model, trainable)
     emb = embed_records(original_model, list(manifest.records), manifest.data_root, manifest.distractor_root,
                         batch_size=eval_cfg.batch_size, start_block=start_block, progress=progress,
-                        description=f"embedding {len(manifest.records)} images", device=device)
+                        description=f"embedding {len(manifest.records)} images", device=device, backend=backend)
     prefix = emb.prefix if emb.prefix is not None else torch.empty(0)
     watch.lap("embed_original")
     data = unlearn_data(manifest, original_model.preprocess.input_size)
@@ -190,10 +190,12 @@ def next_request(ws: Workspace, model: FaceModel, model_spec: str, manifest: Spl
                      evaluate_embeddings(emb, manifest, ws.eval_cfg, lookalikes), ws.eval_cfg, lookalikes)
 
 
-def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool, device: str = "cpu") -> np.ndarray:
+def _embed_unlearned(ws: Workspace, model: FaceModel, progress: bool, device: str = "cpu",
+                     backend: EmbedBackend = "torch") -> np.ndarray:
     if ws.start_block == 0:
         return embed_records(model, list(ws.manifest.records), ws.manifest.data_root, ws.manifest.distractor_root,
-                             batch_size=ws.eval_cfg.batch_size, progress=progress, device=device).embeddings
+                             batch_size=ws.eval_cfg.batch_size, progress=progress, device=device,
+                             backend=backend).embeddings
     return embed_from_prefix(model, ws.prefix, ws.start_block, device=device)
 
 
@@ -230,7 +232,7 @@ def run_in_workspace(ws: Workspace, cfg: UnlearnConfig, out: str | Path, progres
         result = _train(ws, method, cfg, run, signature, progress, watch)
         model_sha256 = _save_model(ws, cfg, run, result, signature)
         watch.lap("save_model")
-        after, metrics_after = _evaluate(ws, result.model, progress, watch, cfg.runtime.device)
+        after, metrics_after = _evaluate(ws, result.model, progress, watch, cfg.runtime)
         audits = audit_run(ws, result.model, after, cfg.engine.seed, run) | {"model_sha256": model_sha256}
         watch.lap("audits")
         metrics = _write_outputs(ws, run, result, after, audits, watch, {
@@ -256,9 +258,9 @@ def _save_model(ws: Workspace, cfg: UnlearnConfig, run: RunFolder, result: Engin
 
 
 def _evaluate(ws: Workspace, model: FaceModel, progress: bool, watch: Stopwatch,
-              device: str = "cpu") -> tuple[np.ndarray, dict]:
+              runtime: RuntimeConfig) -> tuple[np.ndarray, dict]:
     """The unlearned model's embeddings of the split and their retrieval metrics."""
-    after = _embed_unlearned(ws, model, progress, device)
+    after = _embed_unlearned(ws, model, progress, runtime.device, runtime.embed_backend)
     watch.lap("embed_unlearned")
     metrics = evaluate_embeddings(after, ws.manifest, ws.eval_cfg, ws.lookalikes)
     watch.lap("evaluate_unlearned")

@@ -4,6 +4,9 @@ FaceModel -> ONNX file (dynamic batch), checked against onnxruntime before it is
 The exported graph takes what a FaceModel takes, float32 RGB pixels in [0, 255], NCHW, named `pixels`,
 and applies the model's own normalisation; its output `embedding` is the raw (unnormalised) embedding.
 The Preprocess is also stored as JSON in the file's metadata (`faceforget.preprocess`).
+`RuntimeEmbedder` runs such a graph in memory for the embedding stages (`runtime.embed_backend:
+onnxruntime`, docs/scale.md#embedding-backend); with a start block the graph also outputs `prefix`, the
+input of that block, which the view cache and the suffix re-embedding need.
 """
 from __future__ import annotations
 
@@ -18,26 +21,71 @@ import torch
 from faceforget.fileio import atomic_open
 from faceforget.models.spec import FaceModel
 
-INPUT, OUTPUT = "pixels", "embedding"
+INPUT, OUTPUT, PREFIX = "pixels", "embedding", "prefix"
 
 
-def to_onnx_bytes(model: FaceModel, opset: int = 17, batch: int = 2) -> bytes:
-    """Trace `model` (eval mode) into ONNX bytes with a symbolic batch dimension and preprocessing metadata."""
+class _PrefixAndEmbedding(torch.nn.Module):
+    """`model` with two outputs: the input of block `start_block` and the raw embedding."""
+
+    def __init__(self, model: FaceModel, start_block: int) -> None:
+        super().__init__()
+        self.model, self.start_block = model, start_block
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.model.forward_prefix(x, self.start_block)
+        return h, self.model.forward_from(h, self.start_block)
+
+
+def to_onnx_bytes(model: FaceModel, opset: int = 17, batch: int = 2, start_block: int = 0) -> bytes:
+    """
+    Trace `model` (eval mode) into ONNX bytes with a symbolic batch dimension and preprocessing metadata.
+
+    With `start_block` > 0 the graph outputs (`prefix`, `embedding`), the prefix being the input of that block.
+    """
     import onnx
 
     model = model.eval()
     x = torch.zeros(batch, 3, *model.preprocess.input_size)
+    traced, outputs = (model, [OUTPUT]) if start_block == 0 else (_PrefixAndEmbedding(model, start_block),
+                                                                   [PREFIX, OUTPUT])
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, opset_version=opset)
+        torch.onnx.export(traced, (x,), buffer, dynamo=False, input_names=[INPUT], output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in [INPUT, *outputs]}, opset_version=opset)
     proto = onnx.load_from_string(buffer.getvalue())
     for key, value in (("faceforget.preprocess", json.dumps(model.preprocess.to_dict(), sort_keys=True)),
                        ("faceforget.model", model.name)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     return proto.SerializeToString()
+
+
+def _onnxruntime(what: str):  # noqa: ANN202 (the module)
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ValueError(f'{what} needs the onnxruntime package: pip install "faceforget[onnx]" ({exc})') from exc
+    return onnxruntime
+
+
+class RuntimeEmbedder:
+    """`model` exported once (in memory) and run by onnxruntime on the CPU, on `threads` threads."""
+
+    def __init__(self, model: FaceModel, start_block: int = 0, threads: int | None = None) -> None:
+        ort = _onnxruntime("the onnxruntime embedding backend")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.start_block = start_block
+        self.session = ort.InferenceSession(to_onnx_bytes(model, start_block=start_block), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(prefix or None, raw embeddings) of float32 NCHW pixels in [0, 255]."""
+        outputs = self.session.run(None, {INPUT: np.ascontiguousarray(pixels, dtype=np.float32)})
+        return (outputs[0], outputs[1]) if self.start_block else (None, outputs[0])
 
 
 def runtime_embed(data: bytes, pixels: np.ndarray) -> np.ndarray:
