@@ -206,32 +206,6 @@ def test_workspace_prefix_moves_forward_exactly(split, make_tiny_model):
         later.at(1)
 
 
-def test_a_knob_added_after_runs_were_signed_leaves_their_signature_alone_until_set(split, make_tiny_model):
-    """`forget_batch_share` (UNSIGNED_AT_DEFAULT): unset, the signature hashes what it hashed before the knob."""
-    from faceforget.config import signed_settings
-    from faceforget.data.split import load_split
-    from faceforget.models.checkpoint import model_fingerprint
-    from faceforget.runs import job_signature
-    from faceforget.unlearn.registry import get_method
-    from faceforget.workspace import cell_signature
-
-    manifest, model = load_split(split, progress=False), make_tiny_model()
-    cfg = api.load_config(SMALL, None)
-    settings = cfg.run_settings()
-    before_the_knob = {"method": cfg.method, "params": get_method(cfg.method, cfg.params).params.model_dump(
-        mode="json"), "engine": {k: v for k, v in settings["engine"].items() if k != "forget_batch_share"},
-        "eval": settings["eval"]}
-    expected = job_signature(before_the_knob, manifest.hash, "tiny:" + model_fingerprint(model))
-    assert cell_signature(cfg, manifest, "tiny", model)[0] == expected
-    assert "forget_batch_share" in settings["engine"]  # recorded in config.json all the same
-    shared = api.load_config(SMALL | {"engine": SMALL["engine"] | {"sampler": "uniform", "forget_batch_share": 0.5}},
-                             None)
-    assert signed_settings(shared.engine)["forget_batch_share"] == 0.5
-    unset_uniform = api.load_config(SMALL | {"engine": SMALL["engine"] | {"sampler": "uniform"}}, None)
-    assert cell_signature(shared, manifest, "tiny", model)[0] != cell_signature(unset_uniform, manifest, "tiny",
-                                                                                model)[0]
-
-
 def test_onnxruntime_embedding_backend_gives_the_torch_run(split, tmp_path, make_tiny_model, tiny_registered):
     """runtime.embed_backend: onnxruntime embeds the split (and the prefix) on the exported graph: same run."""
     pytest.importorskip("onnxruntime")

@@ -10,31 +10,13 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from faceforget.data.augment import AugmentConfig
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# json_schema_extra of a knob added after runs were signed: at its default it is left out of the job
-# signature, so adding it does not invalidate finished runs (docs/run_folder.md#configjson)
-UNSIGNED_AT_DEFAULT = {"unsigned_at_default": True}
-
-
-def signed_settings(model: BaseModel) -> dict:
-    """`model` as JSON data for the job signature: knobs marked UNSIGNED_AT_DEFAULT and at their default left out."""
-    out = model.model_dump(mode="json")
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        if (field.json_schema_extra or {}).get("unsigned_at_default") and value == field.get_default(
-                call_default_factory=True):
-            del out[name]
-        elif isinstance(value, BaseModel):
-            out[name] = signed_settings(value)
-    return out
 
 
 class EngineConfig(_Strict):
@@ -59,10 +41,6 @@ class EngineConfig(_Strict):
     forget_identities_per_batch: int | None = Field(None, ge=1, description="P; null = all forget ids")
     forget_per_identity: int = Field(8, ge=1, description="m views per forget identity (balanced)")
     forget_batch: int = Field(64, ge=1, description="forget views per batch (uniform / union)")
-    forget_batch_share: float | None = Field(
-        None, gt=0, le=1, json_schema_extra=UNSIGNED_AT_DEFAULT, description="uniform sampler: forget views per "
-        "draw as this share of the cached forget views (replaces forget_batch), so every photo gets the same "
-        "training whatever the request's size (docs/methods.md#request-size)")
     retain_batch: int = Field(256, ge=0, description="retain views per batch")
     forget_views: int = Field(16, ge=1, description="cached views per forget image (1 = clean only)")
     retain_views: int = Field(2, ge=1, description="cached views per retain image (1 = clean only)")
@@ -70,12 +48,6 @@ class EngineConfig(_Strict):
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = off")
     batch_size_embed: int = Field(64, ge=1, description="batch size when building the view cache")
-
-    @model_validator(mode="after")
-    def _share_needs_uniform(self) -> EngineConfig:
-        if self.forget_batch_share is not None and self.sampler != "uniform":
-            raise ValueError(f"forget_batch_share needs sampler: uniform (got sampler: {self.sampler})")
-        return self
 
 
 class EvalConfig(_Strict):

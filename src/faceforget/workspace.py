@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceforget.config import EngineConfig, EvalConfig, RuntimeConfig, UnlearnConfig, signed_settings
+from faceforget.config import EngineConfig, EvalConfig, RuntimeConfig, UnlearnConfig
 from faceforget.data.errors import DataError
 from faceforget.data.records import FaceRecord, SplitManifest
 from faceforget.eval.audits import audit_embeddings
@@ -205,8 +205,7 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
     method = get_method(cfg.method, cfg.params)
     resolved = cfg.run_settings() | {"params": method.params.model_dump(mode="json")}
     # thresholds judge a run, not change it; the runtime (device, autocast) says where it ran
-    trained = {"method": cfg.method, "params": signed_settings(method.params), "engine": signed_settings(cfg.engine),
-               "eval": signed_settings(cfg.eval)}
+    trained = {k: v for k, v in resolved.items() if k not in ("verdict", "runtime")}
     return job_signature(trained, manifest.hash, model_spec + ":" + model_fingerprint(original_model)), resolved
 
 

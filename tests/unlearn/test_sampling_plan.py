@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
 import torch
 
 from faceforget.config import EngineConfig
@@ -66,13 +65,3 @@ def test_uniform_and_union_batch_sizes():
     assert len(set(f_idx.tolist())) == len(f_idx) and len(set(r_idx.tolist())) == len(r_idx)
     assert bool((f_idx < len(FORGET)).all() and (r_idx < len(RETAIN)).all())
 
-
-def test_uniform_share_scales_the_forget_batch_with_the_cached_views():
-    # 24 forget rows: a share of 0.25 draws 6 per step (forget_batch ignored), 0.01 still draws 1
-    f_idx, _ = draw_indices(cfg(sampler="uniform", forget_batch=4, forget_batch_share=0.25), FORGET, RETAIN, 0,
-                            True, True)
-    assert len(f_idx) == 6
-    f_idx, _ = draw_indices(cfg(sampler="uniform", forget_batch_share=0.01), FORGET, RETAIN, 0, True, True)
-    assert len(f_idx) == 1
-    with pytest.raises(ValueError, match="forget_batch_share needs sampler: uniform"):
-        cfg(forget_batch_share=0.25)

@@ -30,18 +30,11 @@ def draw_indices(
             if cfg.sampler == "balanced":
                 f_idx = _balanced(rng, forget.labels.numpy(), cfg)
             else:
-                f_idx = _pick(rng, np.arange(len(forget)), forget_batch(cfg, len(forget)))
+                f_idx = _pick(rng, np.arange(len(forget)), cfg.forget_batch)
         if use_retain and len(retain) and cfg.retain_batch:
             r_idx = _pick(rng, np.arange(len(retain)), cfg.retain_batch)
     as_t = lambda a: None if a is None or len(a) == 0 else torch.from_numpy(np.sort(a))  # noqa: E731
     return as_t(f_idx) if use_forget else None, as_t(r_idx) if use_retain else None
-
-
-def forget_batch(cfg: EngineConfig, n_views: int) -> int:
-    """Forget views per uniform batch: `forget_batch_share` of the `n_views` cached views, else `forget_batch`."""
-    if cfg.forget_batch_share is None:
-        return cfg.forget_batch
-    return max(1, round(cfg.forget_batch_share * n_views))
 
 
 def _balanced(rng: np.random.Generator, labels: np.ndarray, cfg: EngineConfig) -> np.ndarray:
