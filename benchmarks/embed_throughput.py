@@ -30,7 +30,7 @@ from PIL import Image
 
 from faceforget.eval.embed import embed_paths
 from faceforget.models.dlib_resnet import default_model_path, load_dlib_resnet
-from faceforget.models.onnx_export import INPUT, to_onnx_bytes
+from faceforget.models.onnx_export import RuntimeEmbedder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results_log import append_results, load  # noqa: E402
@@ -75,12 +75,10 @@ def contenders(threads: int) -> dict[str, Embed]:
 
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(to_onnx_bytes(model), opts, providers=["CPUExecutionProvider"])
+    runtime = RuntimeEmbedder(model, threads=threads)
 
     def onnx(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {INPUT: pre.to_tensor(x).numpy()})[0]
+        return runtime(pre.to_tensor(x).numpy())[1]
 
     out = {"port (PyTorch, inference_mode)": port, "port, channels-last": port_cl,
            f"onnxruntime {ort.__version__} (exported port)": onnx}
@@ -111,7 +109,7 @@ def pipeline(count: int, repeats: int) -> list[str]:
     rows = [f"| embed_paths, backend {b} | 64 | {len(paths) / t:.1f} | {best['torch'] / t:.2f} |"
             for b, t in best.items()]
     return ["", f"The embedding stage itself: `embed_paths` over {len(paths)} LFW files (decode included; "
-            "onnxruntime: export included), best of {repeats}".replace("{repeats}", str(repeats)), "",
+            f"onnxruntime: export included), best of {repeats}", "",
             "| stage | batch | images/s | / torch backend |", "|---|---:|---:|---:|", *rows, "",
             f"max abs difference onnxruntime vs torch backend: {np.abs(outs['onnxruntime'] - outs['torch']).max():.2e}"]
 

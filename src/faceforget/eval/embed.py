@@ -63,7 +63,7 @@ def _batch_runner(model: FaceModel, start_block: int, device: str, backend: Embe
         return run_onnx
     if backend != "torch":
         raise ValueError(f"unknown embedding backend {backend!r}; valid: torch, onnxruntime")
-    model = _on(model, device).eval()
+    model = _on(model, device)
 
     def run_torch(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         x = x.to(device)

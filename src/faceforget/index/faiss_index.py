@@ -66,7 +66,7 @@ def _pq_shape(d: int, n: int) -> tuple[int, int]:
     return m, max(1, min(8, int(math.log2(max(n, 2) / 39)) if n >= 78 else 1))
 
 
-def _make_ivf(d: int, n: int, nprobe: int, pq: bool) -> faiss.Index:
+def _make_ivf(d: int, n: int, pq: bool) -> faiss.Index:
     """An untrained IVF index (flat or PQ lists), spherical k-means, hashtable direct map."""
     nlist = _ivf_lists(n)
     quantizer = faiss.IndexFlatIP(d)
@@ -76,7 +76,6 @@ def _make_ivf(d: int, n: int, nprobe: int, pq: bool) -> faiss.Index:
     else:
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.spherical = True
-    index.nprobe = min(nprobe, nlist)
     index.set_direct_map_type(faiss.DirectMap.Hashtable)
     if _has_gpu():
         index.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(d))
@@ -98,15 +97,16 @@ def make_index(vectors: np.ndarray, ids: np.ndarray, kind: str, nprobe: int) -> 
     if kind == "flat":
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
     elif kind in ("ivf", "ivfpq"):
-        index = _make_ivf(d, len(vectors), nprobe, pq=kind == "ivfpq")
+        index = _make_ivf(d, len(vectors), pq=kind == "ivfpq")
         if len(vectors):
             index.train(vectors)
     elif kind == "hnsw":
         graph = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction, graph.hnsw.efSearch = HNSW_EF_CONSTRUCTION, 4 * nprobe
+        graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index = faiss.IndexIDMap2(graph)
     else:
         raise ValueError(f"unknown index kind {kind!r}; valid: {INDEX_KINDS}")
+    set_nprobe(index, nprobe)
     if len(vectors):
         index.add_with_ids(vectors, ids)
     return index

@@ -14,12 +14,16 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from faceforget.fileio import atomic_open
 from faceforget.models.spec import FaceModel
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 INPUT, OUTPUT, PREFIX = "pixels", "embedding", "prefix"
 
@@ -61,41 +65,34 @@ def to_onnx_bytes(model: FaceModel, opset: int = 17, batch: int = 2, start_block
     return proto.SerializeToString()
 
 
-def _onnxruntime(what: str):  # noqa: ANN202 (the module)
+def _session(data: bytes, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session over ONNX bytes (on `threads` intra-op threads; None: onnxruntime's default)."""
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ValueError(f'{what} needs the onnxruntime package: pip install "faceforget[onnx]" ({exc})') from exc
-    return onnxruntime
+        raise ValueError(f'running ONNX needs the onnxruntime package: pip install "faceforget[onnx]" ({exc})') from exc
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 class RuntimeEmbedder:
-    """`model` exported once (in memory) and run by onnxruntime on the CPU, on `threads` threads."""
+    """`model` exported once (in memory) and run by onnxruntime on the CPU, on `threads` (torch's) threads."""
 
     def __init__(self, model: FaceModel, start_block: int = 0, threads: int | None = None) -> None:
-        ort = _onnxruntime("the onnxruntime embedding backend")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        self.start_block = start_block
-        self.session = ort.InferenceSession(to_onnx_bytes(model, start_block=start_block), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = _session(to_onnx_bytes(model, start_block=start_block), threads or torch.get_num_threads())
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(prefix or None, raw embeddings) of float32 NCHW pixels in [0, 255]."""
         outputs = self.session.run(None, {INPUT: np.ascontiguousarray(pixels, dtype=np.float32)})
-        return (outputs[0], outputs[1]) if self.start_block else (None, outputs[0])
+        return (outputs[0], outputs[1]) if len(outputs) == 2 else (None, outputs[0])
 
 
 def runtime_embed(data: bytes, pixels: np.ndarray) -> np.ndarray:
     """Run ONNX bytes with onnxruntime (CPU) on float32 NCHW pixels."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return session.run(None, {INPUT: pixels.astype(np.float32)})[0]
+    return _session(data).run(None, {INPUT: pixels.astype(np.float32)})[0]
 
 
 def export_onnx(model: FaceModel, path: str | Path, *, opset: int = 17, tolerance: float = 1e-4,
