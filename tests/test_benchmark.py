@@ -185,6 +185,10 @@ def test_sequential_requests_start_each_from_the_previous_model(toy_dataset, toy
     again = run_benchmark(cfg, progress=False)[0]  # both requests reused (NaN != NaN: compared as JSON)
     assert json.dumps(again, sort_keys=True) == json.dumps(row, sort_keys=True)
     assert (method_dir / "request2" / "metrics.json").stat().st_mtime_ns == stamp
+    assert prepared == ["tiny"]  # nothing was embedded again: the finished sequence is read from its run folders
+    (method_dir / "request2" / "metrics.json").unlink()  # request 2 unfinished: the chain is rebuilt for it only
+    assert run_benchmark(cfg, progress=False)[0]["unlearned"] == row["unlearned"]
+    assert prepared == ["tiny", "tiny"] and (method_dir / "request1" / "metrics.json").stat().st_mtime_ns < stamp
     table = (tmp_path / "seq" / "results.md").read_text().splitlines()
     header = next(line for line in table if line.startswith("| method | seeds | request 1 R@1 |"))
     assert header.split(" | ")[2:6] == ["request 1 R@1", "request 1 mAP", "request 2 R@1", "request 2 mAP |"]

@@ -165,8 +165,7 @@ def _run_cells(cfg: BenchmarkConfig, seed: int, manifest: SplitManifest, origina
     rows = []
     for name in order:
         run = RunFolder(folders[name])
-        signature, _ = cell_signature(cells[name], manifest, model_spec, original_model)
-        if not (run.is_complete() and run.read_metrics().get("signature") == signature):
+        if not _is_finished(run, cells[name], manifest, model_spec, original_model):
             if ws is None:
                 earliest = min((c.engine.trainable for c in cells.values()), key=_start_block_of(original_model))
                 ws = prepare(original_model, model_spec, manifest, earliest, cfg.eval, progress)
@@ -181,30 +180,53 @@ def _follow_requests(cfg: BenchmarkConfig, seed: int, stages: list[SplitManifest
     Requests 2..n of one method, each from the previous request's unlearned model (docs/protocol.md).
 
     The row is the last request's run measured against the original model on the whole split, with a
-    "forget_request<k>" group per request; `ws` is request 1's workspace (built here when every cell was reused).
+    "forget_request<k>" group per request; `ws` is request 1's workspace (None when its cell was reused: built
+    here only if a later request still has to run; a sequence whose cells are all finished embeds nothing).
     """
     name = method_dir.name
-    if ws is None:
-        n_f, n_r = len(stages[0].by_role("forget_train")), len(stages[0].by_role("retain_train"))
-        trainable = method_config(cfg, name, seed, n_f, n_r).engine.trainable
-        ws = prepare(load_model(cfg.model), cfg.model, stages[0], trainable, cfg.eval, progress)
-    first = ws
-    for k in range(2, len(stages) + 1):
-        previous = RunFolder(method_dir / f"request{k - 1}")
-        model = load_model(str(previous.model))
-        ws = next_request(ws, model, str(previous.model), stages[k - 1], progress)
-        _run_cells(cfg, seed, stages[k - 1], model, str(previous.model), {name: method_dir / f"request{k}"}, ws,
-                   progress)
+    if not _requests_finished(cfg, seed, stages, method_dir):
+        if ws is None:
+            n_f, n_r = len(stages[0].by_role("forget_train")), len(stages[0].by_role("retain_train"))
+            trainable = method_config(cfg, name, seed, n_f, n_r).engine.trainable
+            ws = prepare(load_model(cfg.model), cfg.model, stages[0], trainable, cfg.eval, progress)
+        for k in range(2, len(stages) + 1):
+            previous = RunFolder(method_dir / f"request{k - 1}")
+            model = load_model(str(previous.model))
+            ws = next_request(ws, model, str(previous.model), stages[k - 1], progress)
+            _run_cells(cfg, seed, stages[k - 1], model, str(previous.model), {name: method_dir / f"request{k}"}, ws,
+                       progress)
     last = RunFolder(method_dir / f"request{len(stages)}")
     groups = request_identities(stages[-1], len(stages))
-    look = lookalike_identities(first.embeddings_before, stages[-1])
-    before = evaluate_embeddings(first.embeddings_before, stages[-1], cfg.eval, look, requests=groups)
+    original = np.load(RunFolder(method_dir / "request1").embeddings_original)
+    look = lookalike_identities(original, stages[-1])
+    before = evaluate_embeddings(original, stages[-1], cfg.eval, look, requests=groups)
     after = evaluate_embeddings(np.load(last.embeddings_unlearned), stages[-1], cfg.eval, look, requests=groups)
     timings = [RunFolder(method_dir / f"request{k}").read_metrics()["timings"] for k in range(1, len(stages) + 1)]
     summed = {stage: sum(t.get(stage, 0.0) for t in timings) for stage in timings[-1]}  # every request's stages
     return last.read_metrics() | {"row": name, "original": before, "unlearned": after, "split_hash": stages[-1].hash,
                                   "summary": summary_scores(before, after), "timings": summed,
                                   "audits": _audits_after(last)}
+
+
+def _is_finished(run: RunFolder, cell: UnlearnConfig, manifest: SplitManifest, model_spec: str,
+                 original_model: FaceModel) -> bool:
+    """True when `run` holds a finished run of exactly this cell (same signature): it is reused, not rerun."""
+    signature, _ = cell_signature(cell, manifest, model_spec, original_model)
+    return run.is_complete() and run.read_metrics().get("signature") == signature
+
+
+def _requests_finished(cfg: BenchmarkConfig, seed: int, stages: list[SplitManifest], method_dir: Path) -> bool:
+    """True when requests 2..n of one method are all finished runs of their cells (nothing to embed or train)."""
+    for k in range(2, len(stages) + 1):
+        previous, stage = RunFolder(method_dir / f"request{k - 1}"), stages[k - 1]
+        if not previous.is_complete():
+            return False
+        cell = method_config(cfg, method_dir.name, seed, len(stage.by_role("forget_train")),
+                             len(stage.by_role("retain_train")))
+        if not _is_finished(RunFolder(method_dir / f"request{k}"), cell, stage, str(previous.model),
+                            load_model(str(previous.model))):
+            return False
+    return True
 
 
 def write_results(results: list[dict], out: Path) -> None:
