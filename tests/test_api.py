@@ -217,3 +217,20 @@ def test_onnxruntime_embedding_backend_gives_the_torch_run(split, tmp_path, make
         np.testing.assert_allclose(np.load(runs["onnxruntime"].root / f"embeddings_{name}.npy"),
                                    np.load(runs["torch"].root / f"embeddings_{name}.npy"), atol=1e-5)
     assert_close(runs["onnxruntime"].read_metrics()["unlearned"], runs["torch"].read_metrics()["unlearned"], 1e-4)
+
+
+def test_a_knob_added_off_leaves_the_signature_of_runs_without_it_unchanged(split, make_tiny_model):
+    from faceforget.models.checkpoint import model_fingerprint
+    from faceforget.runs import job_signature
+    from faceforget.workspace import cell_signature
+
+    manifest, model = load_split(split, progress=False), make_tiny_model()
+    cfg = api.load_config(SMALL | {"method": "dispersion"}, None)
+    signature, resolved = cell_signature(cfg, manifest, "tiny", model)
+    assert resolved["params"]["borrowed_variation"] == 0.0  # recorded in config.json ...
+    # ... but signed as a run from before the knob existed: the params without it
+    before = {k: v for k, v in resolved.items() if k not in ("verdict", "runtime")}
+    before["params"] = {k: v for k, v in resolved["params"].items() if k != "borrowed_variation"}
+    assert signature == job_signature(before, manifest.hash, "tiny:" + model_fingerprint(model))
+    used = api.load_config(SMALL | {"method": "dispersion", "params": {"borrowed_variation": 0.5}}, None)
+    assert cell_signature(used, manifest, "tiny", model)[0] != signature

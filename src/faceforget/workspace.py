@@ -206,6 +206,7 @@ def cell_signature(cfg: UnlearnConfig, manifest: SplitManifest, model_spec: str,
     resolved = cfg.run_settings() | {"params": method.params.model_dump(mode="json")}
     # thresholds judge a run, not change it; the runtime (device, autocast) says where it ran
     trained = {k: v for k, v in resolved.items() if k not in ("verdict", "runtime")}
+    trained["params"] = method.params.signed()  # knobs added later are signed once they are used
     return job_signature(trained, manifest.hash, model_spec + ":" + model_fingerprint(original_model)), resolved
 
 

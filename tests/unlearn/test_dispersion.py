@@ -72,7 +72,7 @@ def test_mixup_targets_are_the_map_of_the_mixed_inputs(trained_tiny_model, toy_d
     assert "target" in result.history[0]
     ctx = method.ctx
     part = ctx.forget.take(torch.arange(len(ctx.forget)))
-    inputs, targets = method._mixed(part, ctx, step=0)
+    inputs, targets = method._with_new_views(part, ctx, step=0)
     mixed = (inputs != part.inputs).flatten(1).any(1)
     assert int(mixed.sum()) == round(0.5 * len(part))  # every mixed row has another view of its person
     np.testing.assert_allclose(targets[~mixed].numpy(), ctx.state["targets"][~mixed].numpy())
@@ -80,3 +80,47 @@ def test_mixup_targets_are_the_map_of_the_mixed_inputs(trained_tiny_model, toy_d
         features = F.normalize(ctx.original_model.forward_from(inputs[mixed], ctx.start_block), dim=1)
     expected = ctx.state["target_map"](features, part.labels[mixed])
     np.testing.assert_allclose(targets[mixed].numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_retain_variation_is_each_clean_view_minus_its_identity_mean():
+    from faceforget.unlearn.method import ViewBank
+    from faceforget.unlearn.methods.dispersion import retain_variation
+
+    # 2 views per image (clean, augmented); identity 0 has photos 1 and 3, identity 1 a single photo
+    inputs = torch.tensor([[1.0, 0.0], [9.0, 9.0], [5.0, 5.0], [9.0, 9.0], [3.0, 2.0], [9.0, 9.0]])
+    bank = ViewBank(inputs, torch.tensor([0, 0, 1, 1, 0, 0]), torch.zeros(6, 2), torch.tensor([0, 0, 1, 1, 2, 2]), 2)
+    # identity 0's clean views (1, 0) and (3, 2), mean (2, 1); identity 1 lends nothing
+    np.testing.assert_allclose(retain_variation(bank).numpy(), [[-1.0, -1.0], [1.0, 1.0]])
+    lonely = ViewBank(inputs[:4], torch.tensor([0, 0, 1, 1]), torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]), 2)
+    with pytest.raises(ValueError, match="at least two photos"):
+        retain_variation(lonely)
+
+
+def test_borrowed_variation_rows_carry_a_retain_variation_and_the_map_of_it(trained_tiny_model, toy_data):
+    method = _Captured({"borrowed_variation": 0.5, "refit": False})
+    result = run_engine(method, trained_tiny_model, toy_data, EngineConfig(**{**CFG, "steps": 1}), progress=False)
+    assert "target" in result.history[0]
+    ctx = method.ctx
+    part = ctx.forget.take(torch.arange(len(ctx.forget)))
+    inputs, targets = method._with_new_views(part, ctx, step=0)
+    changed = (inputs != part.inputs).flatten(1).any(1)
+    assert int(changed.sum()) == round(0.5 * len(part))
+    np.testing.assert_allclose(targets[~changed].numpy(), ctx.state["targets"][~changed].numpy())
+    # each changed row is clamp(own view + s * one retain variation, bank range), 0 <= s <= 1: on the entries
+    # left inside the range the change is exactly s * variation for one donor, the others sit at a bound
+    low, high = ctx.state["input_range"]
+    variation = ctx.state["variation"].flatten(1)
+    for row in torch.nonzero(changed).squeeze(1):
+        out, own = inputs[row].flatten(), part.inputs[row].flatten()
+        inside = (out > low) & (out < high)
+        assert bool(((out == low) | (out == high) | inside).all()) and int(inside.sum()) > 0
+        delta, v = (out - own)[inside], variation[:, inside]
+        ratio = (v @ delta) / v.pow(2).sum(1).clamp_min(1e-12)
+        residual = (delta - ratio[:, None] * v).norm(dim=1)
+        best = int(residual.argmin())
+        assert float(residual[best]) < 1e-4 * max(1.0, float(delta.norm())) and -1e-6 <= float(ratio[best]) <= 1 + 1e-6
+    assert float(inputs.min()) >= low and float(inputs.max()) <= high
+    with torch.no_grad():
+        features = F.normalize(ctx.original_model.forward_from(inputs[changed], ctx.start_block), dim=1)
+    expected = ctx.state["target_map"](features, part.labels[changed])
+    np.testing.assert_allclose(targets[changed].numpy(), expected.numpy(), atol=1e-5)

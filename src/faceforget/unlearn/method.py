@@ -25,6 +25,9 @@ class MethodParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     renamed: ClassVar[dict[str, str]] = {}  # old name -> new name
+    # knobs added after runs were signed that change nothing at their default: a run's signature leaves them
+    # out while they are at it, so finished runs stay reusable when such a knob appears (docs/run_folder.md)
+    added_off: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
@@ -33,6 +36,12 @@ class MethodParams(BaseModel):
         if old:
             raise ValueError("params were renamed: " + ", ".join(f"{k} -> {cls.renamed[k]}" for k in old))
         return data
+
+    def signed(self) -> dict:
+        """The knobs a run's signature covers (JSON values): all of them but `added_off` ones at their default."""
+        fields = type(self).model_fields
+        return {k: v for k, v in self.model_dump(mode="json").items()
+                if not (k in self.added_off and getattr(self, k) == fields[k].default)}
 
 
 @dataclass

@@ -48,7 +48,7 @@ from faceforget.unlearn.losses import (
     whitened_sq_distance,
 )
 from faceforget.unlearn.masks import mask_density, summed_gradients, top_fraction_mask
-from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, Part, UnlearningMethod
+from faceforget.unlearn.method import Batch, LossTerms, MethodContext, MethodParams, Part, UnlearningMethod, ViewBank
 from faceforget.unlearn.refit import check_refit_size, refit_final_linear
 from faceforget.unlearn.target_map import MapKind, class_means, fit_target_map, whitening
 from faceforget.unlearn.trainable import trainable_named_parameters
@@ -62,6 +62,7 @@ class DispersionParams(MethodParams):
     """Weights and shapes of the dispersion objective (every term is on when its weight is > 0)."""
 
     renamed = RENAMED  # the old one-letter knob names are rejected with the new name of each
+    added_off = frozenset({"borrowed_variation"})  # finished runs from before it stay valid while it is 0
 
     # forget side: the target map (default), and the paper-style spreading terms
     w_target: float = Field(10.0, ge=0, description="weight of the target-map term: each forget view toward the "
@@ -79,6 +80,10 @@ class DispersionParams(MethodParams):
     mixup: float = Field(0.0, ge=0, le=1, description="share of the forget batch replaced by mixes of two views of "
                          "one identity (at the suffix input), each trained toward the map of its own original "
                          "features")
+    borrowed_variation: float = Field(0.0, ge=0, le=1, description="share of the forget batch replaced by forget "
+                                      "views carrying a random retain photo's within-person variation (its suffix "
+                                      "input minus its identity's mean, scaled by U(0, 1)), each trained toward the "
+                                      "map of its own original features: new photos of the forgotten people")
     w_erase_features: float = Field(0.0, ge=0, description="weight of a term moving each forget identity's mean "
                                     "penultimate feature in the batch onto the retain population's (whitened): "
                                     "linear erasure below the last layer")
@@ -124,6 +129,9 @@ class Dispersion(UnlearningMethod):
             check_refit_size(ctx.model, len(ctx.retain) + len(ctx.forget))
         if p.w_target or p.w_keep_features:
             self._fit_targets(ctx)
+        if p.borrowed_variation:
+            ctx.state["variation"] = retain_variation(ctx.retain)
+            ctx.state["input_range"] = (float(ctx.forget.inputs.min()), float(ctx.forget.inputs.max()))
         if p.w_erase_features:
             retain = penultimate_features(ctx.original_model, ctx.retain.inputs[ctx.retain.clean()], ctx.start_block)
             ctx.state["feature_centre"] = retain.mean(0)
@@ -199,28 +207,45 @@ class Dispersion(UnlearningMethod):
                                p.refit_forget_weight, p.refit_ridge,
                                forget_labels=ctx.forget.labels if p.refit_erase else None)
 
-    def _mixed(self, part: Part, ctx: MethodContext, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(suffix inputs, targets) of the forget part with a share of rows replaced by same-identity mixes."""
+    def _with_new_views(self, part: Part, ctx: MethodContext, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        (suffix inputs, targets) of the forget part with shares of rows replaced by new views of the same people.
+
+        `mixup` rows mix two views of one identity; `borrowed_variation` rows add a retain photo's within-person
+        variation to the view. Every replaced row is trained toward the map of the original's features of it.
+        """
+        p = self.params
         targets = ctx.state["targets"][part.rows]
-        n_mix = round(self.params.mixup * len(part))
-        if n_mix == 0:
+        n_mix, n_borrow = round(p.mixup * len(part)), round(p.borrowed_variation * len(part))
+        n_borrow = min(n_borrow, len(part) - n_mix)
+        if n_mix + n_borrow == 0:
             return part.inputs, targets
         gen = torch_generator(ctx.seed, "dispersion-mixup", step)
-        rows = torch.randperm(len(part), generator=gen)[:n_mix]
-        weight = (part.labels[rows].view(-1, 1) == part.labels.view(1, -1)).float()
-        weight[torch.arange(n_mix), rows] = 1e-6  # another view of the same person, itself only if it is alone
-        partner = torch.multinomial(weight, 1, generator=gen).squeeze(1)
-        lam = torch.rand(n_mix, *([1] * (part.inputs.dim() - 1)), generator=gen)
+        order = torch.randperm(len(part), generator=gen)
+        mix, borrow = order[:n_mix], order[n_mix:n_mix + n_borrow]
         inputs = part.inputs.clone()
-        inputs[rows] = lam * part.inputs[rows] + (1 - lam) * part.inputs[partner]
+        if n_mix:
+            weight = (part.labels[mix].view(-1, 1) == part.labels.view(1, -1)).float()
+            weight[torch.arange(n_mix), mix] = 1e-6  # another view of the same person, itself only if it is alone
+            partner = torch.multinomial(weight, 1, generator=gen).squeeze(1)
+            lam = torch.rand(n_mix, *([1] * (part.inputs.dim() - 1)), generator=gen)
+            inputs[mix] = lam * part.inputs[mix] + (1 - lam) * part.inputs[partner]
+        if n_borrow:
+            variation = ctx.state["variation"]
+            donors = torch.randint(len(variation), (n_borrow,), generator=gen)
+            scale = torch.rand(n_borrow, *([1] * (part.inputs.dim() - 1)), generator=gen)
+            low, high = ctx.state["input_range"]  # stay inside the range the suffix was trained on
+            inputs[borrow] = (part.inputs[borrow] + scale * variation[donors]).clamp(low, high)
+        replaced = order[:n_mix + n_borrow]
         targets = targets.clone()
-        targets[rows] = ctx.state["target_map"](self._frozen_features(ctx, inputs[rows]), part.labels[rows])
+        targets[replaced] = ctx.state["target_map"](self._frozen_features(ctx, inputs[replaced]),
+                                                    part.labels[replaced])
         return inputs, targets
 
     def _forget_terms(self, part: Part, negatives: torch.Tensor | None, ctx: MethodContext, step: int) -> LossTerms:
         p = self.params
         terms: LossTerms = {}
-        inputs, targets = self._mixed(part, ctx, step) if p.w_target else (part.inputs, None)
+        inputs, targets = self._with_new_views(part, ctx, step) if p.w_target else (part.inputs, None)
         features, out = forward_with_features(ctx.model, inputs, ctx.start_block)
         z = F.normalize(out, dim=1)
         if p.w_target:
@@ -267,3 +292,22 @@ class Dispersion(UnlearningMethod):
             negatives = z_r.detach() if (self.params.hard_retain_negatives and z_r is not None) else None
             terms = self._forget_terms(batch.forget, negatives, ctx, batch.step) | terms
         return terms
+
+
+def retain_variation(retain: ViewBank) -> torch.Tensor:
+    """
+    Within-person variation of the retain photos at the suffix input: each clean view minus its identity's mean.
+
+    Only identities with at least two photos contribute (a single photo has no variation to lend). Pure:
+    float32 (n_rows, *input shape), whatever the bank's storage dtype (uint8 pixels have signed variations).
+    """
+    clean = retain.clean()
+    inputs, labels = retain.inputs[clean], retain.labels[clean]
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    flat = inputs.flatten(1).double()
+    means = torch.zeros(len(counts), flat.shape[1], dtype=torch.float64).index_add_(0, inverse, flat)
+    means /= counts[:, None]
+    several = counts[inverse] >= 2
+    if not bool(several.any()):
+        raise ValueError("borrowed_variation needs retain identities with at least two photos")
+    return (flat - means[inverse])[several].float().view(-1, *inputs.shape[1:])
