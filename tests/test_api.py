@@ -119,9 +119,9 @@ def test_evaluate_and_audit_and_report(split, tmp_path, make_tiny_model, tiny_re
     assert audits == json.loads((run.root / "audits.json").read_text())  # the run audited itself the same way
     # the run folder's stored embeddings give the same audits as embedding the split with both models again
     again = api.audit(str(run.model), None, split, original_model=make_tiny_model(), progress=False)
-    four = {"reenrol", "probe", "threshold", "mia"}  # the run folder also probes its stored deeper features
-    assert set(again["audits"]) == four and set(audits["audits"]) == four | {"probe_penultimate", "probe_suffix_input"}
-    assert_close(again["audits"], {name: audits["audits"][name] for name in four}, 1e-4)
+    five = {"reenrol", "probe", "probe_whitened", "threshold", "mia"}  # the run folder also probes deeper features
+    assert set(again["audits"]) == five and set(audits["audits"]) == five | {"probe_penultimate", "probe_suffix_input"}
+    assert_close(again["audits"], {name: audits["audits"][name] for name in five}, 1e-4)
     report = api.report(run.root, split, progress=False)
     metrics = run.read_metrics()
     assert_close(report["summary"], metrics["summary"], 0.0)  # E, H NaN: the tiny model starts at chance

@@ -12,6 +12,7 @@ from faceforget.eval.audits import (
     MembershipInferenceAudit,
     ReEnrolAudit,
     ThresholdAudit,
+    WhitenedProbeAudit,
     run_audits,
 )
 
@@ -146,6 +147,33 @@ def test_probe_is_at_chance_once_the_identities_are_erased_linearly() -> None:
     assert after.chance == pytest.approx(1 / 20) and after.value < 2 * after.chance
 
 
+def test_whitened_probe_finds_an_identity_hidden_where_the_crowd_barely_varies() -> None:
+    """
+    Every photo is the face direction plus the crowd's spread (std 1 in 31 rotated directions) plus, along the
+    32nd rotated direction u, where the crowd varies by std 0.01, an identity code of +-0.05 (std 0.002 within
+    a person). Plain probe: the code is 1/20 of a per-feature std, under the L2 penalty: about chance.
+    Whitened: u gets the crowd's unit spread, the code is 5 crowd stds apart: every new photo named.
+    """
+    rng = np.random.default_rng(11)
+    rotation = np.linalg.qr(rng.standard_normal((D, D)))[0]
+    face, u, spread = 10.0 * rotation[:, 0], rotation[:, -1], rotation[:, 1:-1]
+
+    def photos(codes: np.ndarray, names: list[str], within: float) -> EmbeddingSet:
+        crowd = rng.standard_normal((len(names), D - 2)) @ spread.T
+        hidden = (codes + within * rng.standard_normal(len(names)))[:, None] * u[None, :]
+        return EmbeddingSet(face + crowd + hidden, names)
+
+    names = [f"f{i}" for i in range(2) for _ in range(10)]
+    code = np.where(np.array(names) == "f0", 0.05, -0.05)
+    crowd_names = [f"r{i}" for i in range(400)]
+    crowd = photos(0.01 * rng.standard_normal(400), crowd_names, 0.0)
+    inputs = AuditInputs(photos(code, names, 0.002), photos(code, names, 0.002), crowd)
+    plain, whitened = LinearProbeAudit().run(inputs), WhitenedProbeAudit().run(inputs)
+    assert plain.chance == whitened.chance == pytest.approx(0.5)
+    assert plain.value <= 0.75  # at chance, give or take 20 test photos
+    assert whitened.value == 1.0
+
+
 def test_probe_with_one_identity_is_undefined() -> None:
     result = LinearProbeAudit().run(make_inputs(2, n_forget=1))
     assert np.isnan(result.value) and result.chance == 1.0
@@ -224,11 +252,12 @@ def test_run_audits_reports_before_after_and_chance(clustered: AuditInputs) -> N
     unlearned = AuditInputs(scramble(clustered.forget_train), scramble(clustered.forget_test),
                             clustered.retain_test, clustered.distractors)
     table = run_audits(clustered, unlearned, seed=0)
-    assert set(table) == {"reenrol", "probe", "threshold", "mia"}
+    assert set(table) == {"reenrol", "probe", "probe_whitened", "threshold", "mia"}
     for row in table.values():
         assert set(row) == {"before", "after", "chance"} and row["chance"] == row["before"].chance
     assert table["reenrol"]["before"].value > 0.95 and table["reenrol"]["after"].value < 0.1
     assert table["probe"]["before"].value > 0.95 and table["probe"]["after"].value < 0.2
+    assert table["probe_whitened"]["before"].value > 0.95 and table["probe_whitened"]["after"].value < 0.2
     thresholds = {table["threshold"][when].details["threshold"] for when in ("before", "after")}
     assert len(thresholds) == 1
     retain_tar = [table["threshold"][when].details["retain_tar"] for when in ("before", "after")]

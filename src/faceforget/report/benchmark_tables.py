@@ -31,6 +31,7 @@ COLUMNS = (
 AUDIT_COLUMNS = (
     ("re-enrol top-1", _at("audits", "reenrol", "after")), ("probe", _at("audits", "probe", "after")),
     ("probe chance", _at("audits", "probe", "chance")),
+    ("whitened probe", _at("audits", "probe_whitened", "after")),
     ("penultimate probe", _at("audits", "probe_penultimate", "after")),
     ("threshold accept", _at("audits", "threshold", "after")), ("MIA AUC", _at("audits", "mia", "after")),
     ("lookalike R@1", _at("unlearned", "lookalike", "R@1")), ("lookalike mAP", _at("unlearned", "lookalike", "mAP")),
@@ -95,7 +96,8 @@ def benchmark_markdown(results: Sequence[Mapping]) -> str:
               "dispersed); E, U, H as in docs/metrics.md; mean ± std over seeds.")
     audit_legend = ("re-enrol top-1: held-out photos of a forgotten person enrolled, the others search them; probe: "
                     "held-out accuracy of a linear classifier of the forget identities on the output embedding "
-                    "(penultimate: on the input of the final linear layer); threshold accept: share of genuine "
+                    "(whitened: after whitening it with the retain photos' covariance; penultimate: on the input "
+                    "of the final linear layer); threshold accept: share of genuine "
                     "forget pairs above the original's FAR=1e-3 threshold; MIA AUC: seen vs held-out forget photos "
                     "(0.5 = indistinguishable); lookalike: the retain identities nearest to the forgotten ones "
                     "(docs/audits.md, docs/metrics.md).")

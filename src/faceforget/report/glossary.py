@@ -60,6 +60,9 @@ TERMS: tuple[Term, ...] = (
     Term("probe", "audit", "Linear probe: a logistic regression trained on the request's photos (forget_train "
          "embeddings), tested on new photos (forget_test); value: accuracy. High = the identity can still be "
          "read out of the embedding.", "lower (bar: 2 x chance)", "share of the most frequent person (~1/K)"),
+    Term("probe_whitened", "audit", "The linear probe after whitening the embeddings with the covariance of "
+         "other people's photos: no direction where the crowd barely varies can hide the identity.",
+         "lower (bar: 2 x chance)", "as probe"),
     Term("probe_penultimate", "audit", "The linear probe on the penultimate features (the input of the final "
          "linear layer): whether the identity survives below the last layer.", "lower (bar: 2 x chance)",
          "as probe"),

@@ -8,6 +8,7 @@ classifier probes", arXiv 1610.01644 (we probe the output embedding only, not in
 
 A multinomial logistic regression (scikit-learn, after per-feature standardisation) is fitted on the
 forget identities' `forget_train` embeddings and scored on their held-out `forget_test` embeddings.
+`WhitenedProbeAudit` ("probe_whitened") first whitens the space with the retain photos' covariance.
 Chance: the test accuracy of always predicting the most frequent training identity (1/K when balanced).
 With fewer than two forget identities there is nothing to discriminate: value is NaN and chance 1.
 Defaults: `C` 1.0 is scikit-learn's; `max_iter` 1000 (scikit-learn's 100 often stops before convergence
@@ -35,6 +36,10 @@ class LinearProbeAudit(Audit):
     C: float = 1.0
     max_iter: int = 1000
 
+    def features(self, inputs: AuditInputs) -> tuple[np.ndarray, np.ndarray]:
+        """(forget_train, forget_test) rows the classifier sees: the embeddings as they are."""
+        return inputs.forget_train.emb, inputs.forget_test.emb
+
     def compute(self, inputs: AuditInputs, reference: AuditInputs | None) -> AuditResult:
         """value: probe accuracy on forget_test; per_item: 1.0 where a test photo is identified, else 0.0."""
         train, test = inputs.forget_train, inputs.forget_test
@@ -45,9 +50,32 @@ class LinearProbeAudit(Audit):
         probe = make_pipeline(
             StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         )
-        probe.fit(train.emb, train.labels)
-        correct = (probe.predict(test.emb) == test.labels).astype(np.float64)
-        details["train_accuracy"] = float(probe.score(train.emb, train.labels))
+        x_train, x_test = self.features(inputs)
+        probe.fit(x_train, train.labels)
+        correct = (probe.predict(x_test) == test.labels).astype(np.float64)
+        details["train_accuracy"] = float(probe.score(x_train, train.labels))
         details["uniform_chance"] = 1.0 / len(classes)
         chance = float(np.mean(test.labels == classes[np.argmax(counts)]))
         return AuditResult(self.name, float(correct.mean()), chance, correct, test.labels, details)
+
+
+@dataclass(frozen=True)
+class WhitenedProbeAudit(LinearProbeAudit):
+    """
+    The linear probe after whitening the space with the retain photos' covariance (the crowd anyone can collect).
+
+    Why: per-feature standardisation and the probe's L2 penalty overlook an identity kept in directions where
+    the embeddings barely vary; whitening gives every direction the population's unit spread, so no direction
+    hides it (still a linear attack). `ridge` floors the eigenvalues at that share of their mean.
+    """
+
+    name: ClassVar[str] = "probe_whitened"
+    ridge: float = 1e-3
+
+    def features(self, inputs: AuditInputs) -> tuple[np.ndarray, np.ndarray]:
+        """forget_train and forget_test, centred on the retain mean and whitened by the retain covariance."""
+        population = inputs.retain_test.emb.astype(np.float64)
+        centre = population.mean(0)
+        values, vectors = np.linalg.eigh(np.cov(population - centre, rowvar=False).reshape(centre.size, -1))
+        transform = vectors / np.sqrt(np.maximum(values, 0) + self.ridge * max(float(values.mean()), 1e-12))
+        return tuple((s.emb.astype(np.float64) - centre) @ transform for s in (inputs.forget_train, inputs.forget_test))
