@@ -270,19 +270,19 @@ def test_verdict_after_unlearn_and_audit_and_strict_exit_codes(toy_dataset, tmp_
     assert code == 0, out
     assert "| gallery top-1 after the rebuild | not measured |" in out
     assert "| held-out forget R@1 |" in out and "| PASS |" in out and "FAIL" not in out
-    assert "verdict: NOT COMPLETE: the 12 measured checks pass; 1 not measured" in out
+    assert "verdict: NOT COMPLETE: the 13 measured checks pass; 1 not measured" in out
     code, out = invoke("audit", "--split", split, "--run", tmp_path / "run", "--strict")
     assert code == 0, out
-    assert "verdict: NOT COMPLETE: the 12 measured checks pass; 1 not measured" in out  # only the gallery left
+    assert "verdict: NOT COMPLETE: the 13 measured checks pass; 1 not measured" in out  # only the gallery left
     cfg.write_text(yaml.safe_dump(ENGINE | {"verdict": PERMISSIVE | {"forget_map_max": 0}}))  # AP > 0 always
     args = ("unlearn", "--model", "tiny", "--split", split, "--config", cfg, "-o", tmp_path / "run2")
     code, out = invoke(*args)
     assert code == 0 and "| held-out forget mAP |" in out and "| ≤ 0.000 | FAIL |" in out
-    assert "verdict: FAIL: 1 of 12 measured checks fail (held-out forget mAP); 1 not measured." in out
+    assert "verdict: FAIL: 1 of 13 measured checks fail (held-out forget mAP); 1 not measured." in out
     code, out = invoke(*args, "--strict", "--overwrite")  # the same run again: a finished folder needs --overwrite
     assert code == 1 and "verdict: FAIL" in out
     code, out = invoke("audit", "--split", split, "--run", tmp_path / "run2", "--strict")
-    assert code == 1 and "verdict: FAIL: 1 of 12 measured checks fail" in out
+    assert code == 1 and "verdict: FAIL: 1 of 13 measured checks fail" in out
 
 
 def test_search_with_the_wrong_model_names_the_right_one(toy_dataset, tmp_path):
@@ -309,7 +309,7 @@ def test_demo_verdict_timings_and_the_search_example(tmp_path, monkeypatch, make
     cfg.write_text(yaml.safe_dump(ENGINE | {"verdict": PERMISSIVE}))
     code, out = invoke("demo", "--data", tmp_path / "lfw", "-o", demo, "--forget", 2, "--config", cfg, "--strict")
     assert code == 0, out
-    assert "verdict: PASS: all 13 checks pass." in out  # audits and the gallery check measured too
+    assert "verdict: PASS: all 14 checks pass." in out  # audits and the gallery check measured too
     model = demo / "run" / "model.pt"
     assert f"faceforget index search --gallery {demo / 'gallery'} --model {model} FACE.jpg" in out
     timings = json.loads((demo / "run" / "metrics.json").read_text())["timings"]

@@ -12,6 +12,7 @@ from faceforget.eval.audits import (
     MembershipInferenceAudit,
     ReEnrolAudit,
     ThresholdAudit,
+    WhitenedProbeAudit,
     audit_embeddings,
     audit_inputs,
 )
@@ -69,7 +70,8 @@ def test_audit_embeddings_holds_each_audit_run_on_both_models(split) -> None:
     doc = audit_embeddings(manifest, before, after, seed=3)
     assert (doc["split_hash"], doc["seed"]) == (manifest.hash, 3)
     inputs_before, inputs_after = audit_inputs(before, manifest), audit_inputs(after, manifest)
-    audits = {"reenrol": ReEnrolAudit(seed=3), "probe": LinearProbeAudit(seed=3), "threshold": ThresholdAudit(),
+    audits = {"reenrol": ReEnrolAudit(seed=3), "probe": LinearProbeAudit(seed=3),
+              "probe_whitened": WhitenedProbeAudit(seed=3), "threshold": ThresholdAudit(),
               "mia": MembershipInferenceAudit()}
     assert set(doc["audits"]) == set(audits)
     for name, audit in audits.items():
