@@ -184,7 +184,7 @@ def test_whitened_sq_distance_by_hand():
     w = torch.diag(torch.tensor([1.0, 0.5]))
     # row 1: (1, 1) -> 2 / d = 1; row 2: 0 -> mean 0.5
     loss = whitened_sq_distance(x, torch.zeros(2, 2), w)
-    assert abs(float(loss) - 0.5) < 1e-7
+    assert abs(loss.item() - 0.5) < 1e-7
     loss.backward()
     assert torch.isfinite(x.grad).all()
     assert float(whitened_sq_distance(torch.zeros(0, 2), torch.zeros(0, 2), w)) == 0.0
