@@ -103,6 +103,11 @@ def method_config(cfg: BenchmarkConfig, name: str, seed: int, n_forget: int, n_r
     return resolve_recipe(cell_request(cfg, name, seed), n_forget, n_retain, f"benchmark cell {name}/seed {seed}")
 
 
+def _cell_config(cfg: BenchmarkConfig, name: str, seed: int, manifest: SplitManifest) -> UnlearnConfig:
+    """`method_config` of one cell on `manifest` (its recipe sized by the manifest's train photos)."""
+    return method_config(cfg, name, seed, len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train")))
+
+
 def _split(cfg: BenchmarkConfig, seed: int, path: Path, progress: bool) -> SplitManifest:
     from faceforget import api
 
@@ -158,8 +163,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True) -> list[dict]:
 def _run_cells(cfg: BenchmarkConfig, seed: int, manifest: SplitManifest, original_model: FaceModel, model_spec: str,
                folders: dict[str, Path], ws: Workspace | None, progress: bool) -> tuple[list[dict], Workspace | None]:
     """Each method's cell on `manifest` from `original_model`, in `folders[method]`; (rows, workspace if built)."""
-    n_f, n_r = len(manifest.by_role("forget_train")), len(manifest.by_role("retain_train"))
-    cells = {m: method_config(cfg, m, seed, n_f, n_r) for m in folders}
+    cells = {m: _cell_config(cfg, m, seed, manifest) for m in folders}
     order = sorted(cells, key=lambda m: cells[m].engine.model_dump_json(include={"forget_views", "retain_views",
                                                                                  "augment"}))
     rows = []
@@ -186,8 +190,7 @@ def _follow_requests(cfg: BenchmarkConfig, seed: int, stages: list[SplitManifest
     name = method_dir.name
     if not _requests_finished(cfg, seed, stages, method_dir):
         if ws is None:
-            n_f, n_r = len(stages[0].by_role("forget_train")), len(stages[0].by_role("retain_train"))
-            trainable = method_config(cfg, name, seed, n_f, n_r).engine.trainable
+            trainable = _cell_config(cfg, name, seed, stages[0]).engine.trainable
             ws = prepare(load_model(cfg.model), cfg.model, stages[0], trainable, cfg.eval, progress)
         for k in range(2, len(stages) + 1):
             previous = RunFolder(method_dir / f"request{k - 1}")
@@ -221,10 +224,8 @@ def _requests_finished(cfg: BenchmarkConfig, seed: int, stages: list[SplitManife
         previous, stage = RunFolder(method_dir / f"request{k - 1}"), stages[k - 1]
         if not previous.is_complete():
             return False
-        cell = method_config(cfg, method_dir.name, seed, len(stage.by_role("forget_train")),
-                             len(stage.by_role("retain_train")))
-        if not _is_finished(RunFolder(method_dir / f"request{k}"), cell, stage, str(previous.model),
-                            load_model(str(previous.model))):
+        if not _is_finished(RunFolder(method_dir / f"request{k}"), _cell_config(cfg, method_dir.name, seed, stage),
+                            stage, str(previous.model), load_model(str(previous.model))):
             return False
     return True
 

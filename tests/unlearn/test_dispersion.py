@@ -66,20 +66,31 @@ class _Captured(Dispersion):
         self.ctx = ctx
 
 
-def test_mixup_targets_are_the_map_of_the_mixed_inputs(trained_tiny_model, toy_data):
-    method = _Captured({"mixup": 0.5, "refit": False})
-    result = run_engine(method, trained_tiny_model, toy_data, EngineConfig(**{**CFG, "steps": 1}), progress=False)
+def _new_views(model, data, params):
+    """One engine step with `params`, then the forget bank through `_with_new_views`: (ctx, part, inputs, changed).
+
+    Checks what holds for every kind of new view: half the rows replaced, the others keep their precomputed
+    targets, and each replaced row's target is the map of the original's features of its new input (the
+    default map lives on the original's normalised output embedding).
+    """
+    method = _Captured(params | {"refit": False})
+    result = run_engine(method, model, data, EngineConfig(**{**CFG, "steps": 1}), progress=False)
     assert "target" in result.history[0]
     ctx = method.ctx
     part = ctx.forget.take(torch.arange(len(ctx.forget)))
     inputs, targets = method._with_new_views(part, ctx, step=0)
-    mixed = (inputs != part.inputs).flatten(1).any(1)
-    assert int(mixed.sum()) == round(0.5 * len(part))  # every mixed row has another view of its person
-    np.testing.assert_allclose(targets[~mixed].numpy(), ctx.state["targets"][~mixed].numpy())
-    with torch.no_grad():  # the default map lives on the original's normalised output embedding
-        features = F.normalize(ctx.original_model.forward_from(inputs[mixed], ctx.start_block), dim=1)
-    expected = ctx.state["target_map"](features, part.labels[mixed])
-    np.testing.assert_allclose(targets[mixed].numpy(), expected.numpy(), atol=1e-5)
+    changed = (inputs != part.inputs).flatten(1).any(1)
+    assert int(changed.sum()) == round(0.5 * len(part))
+    np.testing.assert_allclose(targets[~changed].numpy(), ctx.state["targets"][~changed].numpy())
+    with torch.no_grad():
+        features = F.normalize(ctx.original_model.forward_from(inputs[changed], ctx.start_block), dim=1)
+    expected = ctx.state["target_map"](features, part.labels[changed])
+    np.testing.assert_allclose(targets[changed].numpy(), expected.numpy(), atol=1e-5)
+    return ctx, part, inputs, changed
+
+
+def test_mixup_targets_are_the_map_of_the_mixed_inputs(trained_tiny_model, toy_data):
+    _new_views(trained_tiny_model, toy_data, {"mixup": 0.5})  # every mixed row has another view of its person
 
 
 def test_retain_variation_is_each_clean_view_minus_its_identity_mean():
@@ -97,15 +108,7 @@ def test_retain_variation_is_each_clean_view_minus_its_identity_mean():
 
 
 def test_borrowed_variation_rows_carry_a_retain_variation_and_the_map_of_it(trained_tiny_model, toy_data):
-    method = _Captured({"borrowed_variation": 0.5, "refit": False})
-    result = run_engine(method, trained_tiny_model, toy_data, EngineConfig(**{**CFG, "steps": 1}), progress=False)
-    assert "target" in result.history[0]
-    ctx = method.ctx
-    part = ctx.forget.take(torch.arange(len(ctx.forget)))
-    inputs, targets = method._with_new_views(part, ctx, step=0)
-    changed = (inputs != part.inputs).flatten(1).any(1)
-    assert int(changed.sum()) == round(0.5 * len(part))
-    np.testing.assert_allclose(targets[~changed].numpy(), ctx.state["targets"][~changed].numpy())
+    ctx, part, inputs, changed = _new_views(trained_tiny_model, toy_data, {"borrowed_variation": 0.5})
     # each changed row is clamp(own view + s * one retain variation, bank range), 0 <= s <= 1: on the entries
     # left inside the range the change is exactly s * variation for one donor, the others sit at a bound
     low, high = ctx.state["input_range"]
@@ -120,7 +123,3 @@ def test_borrowed_variation_rows_carry_a_retain_variation_and_the_map_of_it(trai
         best = int(residual.argmin())
         assert float(residual[best]) < 1e-4 * max(1.0, float(delta.norm())) and -1e-6 <= float(ratio[best]) <= 1 + 1e-6
     assert float(inputs.min()) >= low and float(inputs.max()) <= high
-    with torch.no_grad():
-        features = F.normalize(ctx.original_model.forward_from(inputs[changed], ctx.start_block), dim=1)
-    expected = ctx.state["target_map"](features, part.labels[changed])
-    np.testing.assert_allclose(targets[changed].numpy(), expected.numpy(), atol=1e-5)

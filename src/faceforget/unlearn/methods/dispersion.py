@@ -305,8 +305,7 @@ def retain_variation(retain: ViewBank) -> torch.Tensor:
     inputs, labels = retain.inputs[clean], retain.labels[clean]
     _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     flat = inputs.flatten(1).double()
-    means = torch.zeros(len(counts), flat.shape[1], dtype=torch.float64).index_add_(0, inverse, flat)
-    means /= counts[:, None]
+    means = class_means(flat, inverse, len(counts))
     several = counts[inverse] >= 2
     if not bool(several.any()):
         raise ValueError("borrowed_variation needs retain identities with at least two photos")
