@@ -103,18 +103,27 @@ RENAMED = {"rl_schedule": "loader", "rl_exclude_true": "exclude_true_label", "bs
            "bs_neighbour_pool": "neighbour_pool", "be_shadow_rows": "shadow_rows", "ratio": "mask_ratio"}
 
 
+PINNED_STEPS = 200  # the shared step budget of the configs when the cells were pinned (400 since issue 12)
+
+
 def test_resolved_cells_of_the_shipped_configs_are_pinned():
-    """Every cell of configs/*.yaml resolves as before issue 8 (the file was written by the old method_config)."""
+    """
+    Every cell of configs/*.yaml resolves as before issue 8 (the file was written by the old method_config).
+
+    The resolver is checked at the step budget the pins were written with: the budget itself is a config
+    value, raised since (test below).
+    """
     from faceforget.config import EngineConfig
     from faceforget.unlearn.registry import get_method
 
     pinned = json.loads(PINNED.read_text())
-    defaults = EngineConfig().model_dump(mode="json")
+    defaults = EngineConfig(steps=PINNED_STEPS).model_dump(mode="json")
     root = Path(__file__).parent.parent
     checked = 0
     for cell in pinned["cells"]:
-        cfg = load_benchmark_config(root / cell["config"]).model_copy(
-            update={"steps_policy": cell["steps_policy"], "optimizer_policy": cell["optimizer_policy"]})
+        cfg = load_benchmark_config(root / cell["config"])
+        cfg = cfg.model_copy(update={"steps_policy": cell["steps_policy"], "optimizer_policy": cell["optimizer_policy"],
+                                     "engine": cfg.engine.model_copy(update={"steps": PINNED_STEPS})})
         if cell["row"] not in cfg.methods:  # an ablation row rewritten since (issue 12: dispersion's new knobs)
             continue
         n_forget, n_retain = pinned["sizes"][str(cell["seed"])]
@@ -130,6 +139,16 @@ def test_resolved_cells_of_the_shipped_configs_are_pinned():
         if method != "dispersion":  # rewritten since (issue 12: target-map forgetting, new knobs and defaults)
             assert get_method(method).params.model_dump(mode="json") == {RENAMED.get(k, k): v
                                                                          for k, v in params.items()}
+
+
+def test_the_k10_benchmark_runs_the_engine_default_budget():
+    """`faceforget unlearn` with no config trains as the benchmark's default row does: 400 steps (issue 12)."""
+    from faceforget.config import EngineConfig
+
+    root = Path(__file__).parent.parent / "configs"
+    assert EngineConfig().steps == 400
+    for name in ("lfw", "lfw_k1", "lfw_sequential"):
+        assert load_benchmark_config(root / f"{name}.yaml").engine.steps == EngineConfig().steps, name
 
 
 @pytest.mark.parametrize("name", ["lfw_sface", "vggface2", "celeba"])

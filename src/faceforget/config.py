@@ -22,7 +22,8 @@ class _Strict(BaseModel):
 class EngineConfig(_Strict):
     """The training loop's knobs, shared by every method (same budget and layers for a fair comparison)."""
 
-    steps: int = Field(200, ge=1, description="optimiser steps (ignored when `epochs` is set)")
+    steps: int = Field(400, ge=1, description="optimiser steps (ignored when `epochs` is set); 400: the K = 10 "
+                       "budget tuned on the LFW tuning split (benchmarks/RESULTS.md, \"Step budget\")")
     epochs: int | None = Field(None, ge=1, description="passes over the retain images (over the forget images "
                                "when retain_batch is 0) at the batch size; sets the step count")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"

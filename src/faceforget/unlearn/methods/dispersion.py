@@ -23,7 +23,8 @@ drift of the retain embeddings costs ~10% mAP and much of it is linear in the la
 ridge solve over every cached retain view (targets: the original outputs) recovers most of it while forget
 views keep their outputs; with `refit_erase` the solve also erases the forget identities linearly.
 Defaults were chosen on the LFW tuning split (seed 7, never a reported seed) with the engine's defaults
-(last 5 blocks, Adam lr 5e-5, 200 steps, 16 augmented views per forget photo): benchmarks/RESULTS.md.
+(last 5 blocks, Adam lr 5e-5, 200 steps, 16 augmented views per forget photo), then the engine's step budget
+(400 since issue 12): benchmarks/RESULTS.md, "Target-map forgetting" and "Step budget".
 """
 from __future__ import annotations
 
