@@ -123,3 +123,20 @@ def test_borrowed_variation_rows_carry_a_retain_variation_and_the_map_of_it(trai
         best = int(residual.argmin())
         assert float(residual[best]) < 1e-4 * max(1.0, float(delta.norm())) and -1e-6 <= float(ratio[best]) <= 1 + 1e-6
     assert float(inputs.min()) >= low and float(inputs.max()) <= high
+
+
+@pytest.mark.parametrize("space", ["output", "penultimate"])
+def test_feature_terms_use_the_penultimate_features_whatever_the_target_space(trained_tiny_model, toy_data, space):
+    # the feature keep and erasure terms compare the input of the final linear layer with the frozen original's,
+    # also when the target map lives on the output embedding (it once read the map's 8-D outputs there)
+    from faceforget.models.features import penultimate_features
+
+    method = _Captured({"w_keep_features": 1.0, "w_erase_features": 1.0, "target_space": space, "refit": False})
+    result = run_engine(method, trained_tiny_model, toy_data, EngineConfig(**{**CFG, "steps": 1}), progress=False)
+    ctx = method.ctx
+    expected = penultimate_features(trained_tiny_model, ctx.retain.inputs, ctx.start_block)
+    assert tuple(ctx.state["retain_penultimate"].shape) == (len(ctx.retain), 16)
+    np.testing.assert_allclose(ctx.state["retain_penultimate"].numpy(), expected.numpy(), atol=1e-6)
+    # the first step's loss is taken before any update: the retain features are still the original's
+    assert result.history[0]["keep_features"] == pytest.approx(0.0, abs=1e-8)
+    assert result.history[0]["erase_features"] > 0
