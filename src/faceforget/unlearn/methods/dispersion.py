@@ -135,13 +135,8 @@ class Dispersion(UnlearningMethod):
         if p.borrowed_variation:
             ctx.state["variation"] = retain_variation(ctx.retain)
             ctx.state["input_range"] = (float(ctx.forget.inputs.min()), float(ctx.forget.inputs.max()))
-        if p.w_erase_features or p.w_keep_features:  # the original's features; statistics from the clean views
-            if p.w_keep_features:  # the keep term compares every retain view
-                ctx.state["retain_penultimate"] = penultimate_features(
-                    ctx.original_model, ctx.retain.inputs, ctx.start_block)
-                clean = ctx.state["retain_penultimate"][ctx.retain.clean()]
-            else:
-                clean = penultimate_features(ctx.original_model, ctx.retain.inputs[ctx.retain.clean()], ctx.start_block)
+        if p.w_erase_features or p.w_keep_features:  # statistics of the original's features, clean retain views
+            clean = self._retain_penultimate(ctx)[ctx.retain.clean()]
             ctx.state["feature_centre"] = clean.mean(0)
             ctx.state["feature_whiten"] = whitening(clean - clean.mean(0))
         if p.w_centroid:
@@ -166,13 +161,20 @@ class Dispersion(UnlearningMethod):
             return torch.cat([F.normalize(frozen.forward_from(inputs[lo:lo + 512].float(), start), dim=1)
                               for lo in range(0, len(inputs), 512)])
 
+    @staticmethod
+    def _retain_penultimate(ctx: MethodContext) -> torch.Tensor:
+        """The frozen original's penultimate features of every retain view, computed once per run."""
+        if "retain_penultimate" not in ctx.state:
+            ctx.state["retain_penultimate"] = penultimate_features(ctx.original_model, ctx.retain.inputs,
+                                                                   ctx.start_block)
+        return ctx.state["retain_penultimate"]
+
     def _fit_targets(self, ctx: MethodContext) -> None:
         """Fit the map on the clean training views; store every forget view's target and the whitening."""
         p = self.params
         f_feat = (self._frozen_features(ctx, ctx.forget.inputs) if p.target_space == "penultimate"
                   else ctx.forget.z_original)
-        r_feat = (self._frozen_features(ctx, ctx.retain.inputs) if p.target_space == "penultimate"
-                  else ctx.retain.z_original)
+        r_feat = self._retain_penultimate(ctx) if p.target_space == "penultimate" else ctx.retain.z_original
         fc, rc = ctx.forget.clean(), ctx.retain.clean()
         target_map = fit_target_map(
             torch.cat([f_feat[fc], r_feat[rc]]), torch.cat([ctx.forget.labels[fc], ctx.retain.labels[rc]]),
